@@ -1,0 +1,57 @@
+"""The `facegen` console script: registers each verb group and turns user errors into one line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from facegen.errors import FacegenError
+
+app = typer.Typer(
+    name="facegen",
+    help="Manufacture balanced, labelled synthetic face datasets with FaceCrafter on Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_all() -> None:
+    # Each verb group lives in its own module with a `register(app)` function.
+    from facegen.cli import analysis_cmds, balance_cmds, model_cmds, plan_cmds, train_cmds
+
+    for module in (model_cmds, plan_cmds, balance_cmds, analysis_cmds, train_cmds):
+        module.register(app)
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app; a FacegenError becomes `error: ...` on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except FacegenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # typer.Exit / click exits
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors and friends
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The one label vocabulary and schema shared by plan, writer, verify, loaders and training.
+
+Everything that names an emotion class, a control set or a plan/label column imports it from here.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+#: EmoNet's 8 classes, in EmoNet's output order (also the order of every 8-vector in facegen).
+EMOTION_NAMES: tuple[str, ...] = (
+    "neutral",
+    "happy",
+    "sad",
+    "surprise",
+    "fear",
+    "disgust",
+    "anger",
+    "contempt",
+)
+NUM_EMOTIONS = len(EMOTION_NAMES)
+
+#: Length of the emotion condition vector: valence, arousal, then the 8 class probabilities.
+EMOTION_VECTOR_DIM = 2 + NUM_EMOTIONS
+
+#: Which FaceCrafter branches are switched on for a sample (a_LMK, a_EMO of eq. 1).
+CONTROL_SETS: tuple[str, ...] = ("id", "id+lmk", "id+emo", "id+lmk+emo")
+
+
+def control_flags(controls: str) -> tuple[bool, bool]:
+    """`"id+lmk"` -> (use_lmk=True, use_emo=False)."""
+    if controls not in CONTROL_SETS:
+        raise ValueError(f"unknown control set {controls!r}; expected one of {CONTROL_SETS}")
+    return "lmk" in controls, "emo" in controls
+
+
+#: One row per image to generate. `plan_samples` writes it, the shard writer copies it into each
+#: shard's Parquet (adding generation columns), and loaders read it.
+PLAN_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),  # webdataset key: no dots, sortable, unique
+        pa.field("index", pa.int64(), nullable=False),  # row number in the plan
+        pa.field("shard", pa.int32(), nullable=False),
+        pa.field("identity", pa.int32(), nullable=False),  # row in the plan's identity table
+        pa.field("seed", pa.int64(), nullable=False),  # per-sample noise seed
+        pa.field("emotion", pa.int8(), nullable=False),  # index into EMOTION_NAMES
+        pa.field("emotion_name", pa.string(), nullable=False),
+        pa.field("valence", pa.float32(), nullable=False),
+        pa.field("arousal", pa.float32(), nullable=False),
+        pa.field("emotion_probs", pa.list_(pa.float32(), NUM_EMOTIONS), nullable=False),
+        pa.field("yaw", pa.float32(), nullable=False),  # degrees; + = nose points toward image right (+x)
+        pa.field("pitch", pa.float32(), nullable=False),  # degrees; + = nose points up (-y in image)
+        pa.field("roll", pa.float32(), nullable=False),  # degrees; + = head tilts clockwise in the image
+        pa.field("exemplar", pa.int32(), nullable=False),  # exemplar-bank row, -1 = neutral template
+        pa.field("controls", pa.string(), nullable=False),  # one of CONTROL_SETS
+    ]
+)
+
+#: MediaPipe face mesh with iris refinement.
+NUM_LANDMARKS = 478
+#: Width of an ArcFace identity embedding.
+ID_EMBED_DIM = 512
+
+#: One row per extracted real face (`facegen extract`): what training and the exemplar bank read.
+#: Landmarks are MediaPipe-normalised to the stored face crop: x, y in [0, 1] of the crop, z in the
+#: same unit as x (smaller = closer to the camera), flattened row-major (478 x 3).
+EXTRACT_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("shard", pa.int32(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),  # input path or source-shard key
+        pa.field("identity", pa.string(), nullable=False),  # folder name, or the file stem
+        pa.field("identity_index", pa.int32(), nullable=False),
+        pa.field("embedding", pa.list_(pa.float32(), ID_EMBED_DIM), nullable=False),  # L2-normalised
+        pa.field("landmarks", pa.list_(pa.float32(), NUM_LANDMARKS * 3), nullable=False),
+        pa.field("yaw", pa.float32(), nullable=False),
+        pa.field("pitch", pa.float32(), nullable=False),
+        pa.field("roll", pa.float32(), nullable=False),
+        pa.field("emotion", pa.int8(), nullable=False),
+        pa.field("valence", pa.float32(), nullable=False),
+        pa.field("arousal", pa.float32(), nullable=False),
+        pa.field("emotion_probs", pa.list_(pa.float32(), NUM_EMOTIONS), nullable=False),
+    ]
+)
+
+#: Exemplar bank (planner input): real landmark sets with the emotion measured on the same face.
+EXEMPLAR_SCHEMA = pa.schema(
+    [
+        pa.field("exemplar", pa.int32(), nullable=False),
+        pa.field("landmarks", pa.list_(pa.float32(), NUM_LANDMARKS * 3), nullable=False),
+        pa.field("emotion", pa.int8(), nullable=False),
+        pa.field("valence", pa.float32(), nullable=False),
+        pa.field("arousal", pa.float32(), nullable=False),
+        pa.field("emotion_probs", pa.list_(pa.float32(), NUM_EMOTIONS), nullable=False),
+    ]
+)

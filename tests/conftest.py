@@ -1,0 +1,36 @@
+"""Shared fixtures: a tiny FaceCrafter model folder (built locally, no hub) and a local Ray."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Ray 2.60 turns on token auth for local clusters; tests start their own in-process cluster.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete tiny model folder in the real on-disk layout (seeded, deterministic)."""
+    from facegen.model.presets import init_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny-model") / "model"
+    init_tiny_model(out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One in-process local Ray for the whole session; shut down only what we started."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    if started:
+        ray.shutdown()
