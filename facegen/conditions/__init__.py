@@ -1,0 +1,1 @@
+"""Conditions: landmark topology/template/pose/rendering, emotion vectors, identity embeddings."""
