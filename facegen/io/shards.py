@@ -1,0 +1,289 @@
+"""Shard files: ``shards/NNNNNN.tar`` + ``NNNNNN.parquet``, then ``NNNNNN_stats.json`` LAST.
+
+The stats file is the done-marker: a shard counts as finished only when its stats file exists, carries
+the run's fingerprint and its tar/parquet sizes match. Tar and Parquet are written under temporary
+names and renamed into place, so a crash leaves only temporaries (removed on resume) or a complete
+shard without stats (redone from scratch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import webdataset as wds
+
+from facegen.io.fs import TEMP_MARK, Location, temporary_name
+from facegen.io.samples import Sample, SampleFailure, check_key
+
+SHARDS_DIR = "shards"
+#: Fixed tar member mtime (2000-01-01) so the same samples give byte-identical tars.
+TAR_MTIME = 946684800.0
+#: Columns every shard Parquet has even when the caller gives no schema.
+BASE_LABEL_SCHEMA = pa.schema([pa.field("key", pa.string()), pa.field("shard", pa.int32())])
+
+
+@dataclass(frozen=True)
+class ShardPaths:
+    """Relative paths (under the dataset root) of one shard's files."""
+
+    shard: int
+
+    @property
+    def stem(self) -> str:
+        return f"{SHARDS_DIR}/{self.shard:06d}"
+
+    @property
+    def tar(self) -> str:
+        return self.stem + ".tar"
+
+    @property
+    def parquet(self) -> str:
+        return self.stem + ".parquet"
+
+    @property
+    def stats(self) -> str:
+        return self.stem + "_stats.json"
+
+
+@dataclass
+class ShardStats:
+    """Content of ``NNNNNN_stats.json``."""
+
+    shard: int
+    count: int  # samples written (== tar samples == parquet rows)
+    failures: int  # samples recorded as failed
+    seconds: float  # wall time of producing + writing the shard
+    fingerprint: str  # run identity (manifest + model + code format); resume only trusts a match
+    tar_sha256: str
+    tar_bytes: int
+    parquet_sha256: str
+    parquet_bytes: int
+    first_key: str | None = None
+    last_key: str | None = None
+    failed: list[dict[str, str]] = field(default_factory=list)  # [{"key", "error"}]
+    host: str = ""
+    pid: int = 0
+    finished_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # caller provenance: model/manifest hashes, ...
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "ShardStats":
+        raw = json.loads(data)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+class _HashingWriter:
+    """File-like that hashes and counts every byte on its way to the real file."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.bytes += len(data)
+        self.raw.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def remove_shard(root: Location, shard: int) -> None:
+    """Delete a shard's files, done-marker first (so a half-deleted shard is never 'done')."""
+    paths = ShardPaths(shard)
+    for rel in (paths.stats, paths.tar, paths.parquet):
+        root.remove(rel)
+
+
+def write_shard(
+    root: Location,
+    shard: int,
+    samples: Iterable[Sample | SampleFailure],
+    *,
+    fingerprint: str,
+    label_schema: pa.Schema | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ShardStats:
+    """Consume `samples` into shard `shard` under `root`; returns the stats written last.
+
+    Any exception (from the sample iterator or the storage) removes this attempt's temporaries and
+    propagates: the shard then has no stats and will be redone. Keys must be unique within the shard.
+    """
+    started = time.perf_counter()
+    paths = ShardPaths(shard)
+    root.makedirs(SHARDS_DIR)
+    remove_shard(root, shard)
+    tmp_tar = temporary_name(paths.tar)
+    tmp_parquet = temporary_name(paths.parquet)
+    rows: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    try:
+        with root.open(tmp_tar, "wb") as raw:
+            hashing = _HashingWriter(raw)
+            tar = wds.TarWriter(hashing, encoder=False, mtime=TAR_MTIME)
+            try:
+                _write_samples(tar, samples, shard, rows, failed)
+            except BaseException:
+                _abandon(tar)
+                raise
+            tar.close()
+        tar_sha, tar_bytes = hashing.sha.hexdigest(), hashing.bytes
+
+        schema = label_schema if label_schema is not None else _infer_schema(rows)
+        table = pa.Table.from_pylist(rows, schema=schema)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        parquet_data = buffer.getvalue()
+        with root.open(tmp_parquet, "wb") as f:
+            f.write(parquet_data)
+
+        root.rename(tmp_tar, paths.tar)
+        root.rename(tmp_parquet, paths.parquet)
+        stats = ShardStats(
+            shard=shard,
+            count=len(rows),
+            failures=len(failed),
+            seconds=time.perf_counter() - started,
+            fingerprint=fingerprint,
+            tar_sha256=tar_sha,
+            tar_bytes=tar_bytes,
+            parquet_sha256=hashlib.sha256(parquet_data).hexdigest(),
+            parquet_bytes=len(parquet_data),
+            first_key=rows[0]["key"] if rows else None,
+            last_key=rows[-1]["key"] if rows else None,
+            failed=failed,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            finished_at=time.time(),
+            extra=dict(extra or {}),
+        )
+        root.write_bytes_atomic(paths.stats, stats.to_json())
+        return stats
+    except BaseException:
+        root.remove(tmp_tar)
+        root.remove(tmp_parquet)
+        raise
+
+
+def _write_samples(
+    tar: wds.TarWriter,
+    samples: Iterable[Sample | SampleFailure],
+    shard: int,
+    rows: list[dict[str, Any]],
+    failed: list[dict[str, str]],
+) -> None:
+    seen: set[str] = set()
+    for item in samples:
+        if item.key in seen:
+            raise ValueError(f"duplicate sample key {item.key!r} in shard {shard}")
+        seen.add(item.key)
+        if isinstance(item, SampleFailure):
+            failed.append({"key": item.key, "error": item.error})
+            continue
+        check_key(item.key)
+        tar.write({"__key__": item.key, **item.files})
+        row = {k: _plain(v) for k, v in item.label.items()}
+        row.setdefault("key", item.key)
+        row.setdefault("shard", shard)
+        rows.append(row)
+
+
+def _abandon(tar: wds.TarWriter) -> None:
+    # An unfinished stream tar would flush its tail into the (closed) file when garbage-collected.
+    tar.tarstream.closed = True
+    stream = getattr(tar.tarstream, "fileobj", None)
+    if stream is not None and hasattr(stream, "closed"):
+        stream.closed = True
+
+
+def _infer_schema(rows: list[dict[str, Any]]) -> pa.Schema:
+    if not rows:
+        return BASE_LABEL_SCHEMA
+    return pa.Table.from_pylist(rows).schema
+
+
+def read_shard_stats(root: Location, shard: int) -> ShardStats | None:
+    """The shard's stats, or None if absent or unreadable."""
+    rel = ShardPaths(shard).stats
+    try:
+        return ShardStats.from_json(root.read_bytes(rel))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def is_complete(root: Location, stats: ShardStats | None, fingerprint: str) -> bool:
+    """True when `stats` marks a finished shard of this run whose files are all present and sized."""
+    if stats is None or stats.fingerprint != fingerprint:
+        return False
+    paths = ShardPaths(stats.shard)
+    try:
+        return root.size(paths.tar) == stats.tar_bytes and root.size(paths.parquet) == stats.parquet_bytes
+    except FileNotFoundError:
+        return False
+
+
+def completed_shards(root: Location, fingerprint: str) -> dict[int, ShardStats]:
+    """Finished shards of the run `fingerprint` found under `root` (shard -> stats)."""
+    done: dict[int, ShardStats] = {}
+    for name in root.list(SHARDS_DIR):
+        if not name.endswith("_stats.json") or TEMP_MARK in name:
+            continue
+        try:
+            shard = int(name[: -len("_stats.json")])
+        except ValueError:
+            continue
+        stats = read_shard_stats(root, shard)
+        if is_complete(root, stats, fingerprint):
+            done[shard] = stats  # type: ignore[assignment]
+    return done
+
+
+def remove_temporaries(root: Location, shard: int | None = None) -> int:
+    """Delete leftovers of interrupted writes (``*.tmp-*``, of one shard or all); returns how many."""
+    removed = 0
+    prefix = "" if shard is None else f"{shard:06d}"
+    for name in root.list(SHARDS_DIR):
+        if TEMP_MARK in name and name.startswith(prefix):
+            root.remove(f"{SHARDS_DIR}/{name}")
+            removed += 1
+    return removed
+
+
+def all_shard_stats(root: Location) -> dict[int, ShardStats]:
+    """Every readable stats file under `root` regardless of fingerprint (for inspect/finalize)."""
+    found: dict[int, ShardStats] = {}
+    for name in root.list(SHARDS_DIR):
+        if name.endswith("_stats.json") and TEMP_MARK not in name:
+            try:
+                shard = int(name[: -len("_stats.json")])
+            except ValueError:
+                continue
+            stats = read_shard_stats(root, shard)
+            if stats is not None:
+                found[shard] = stats
+    return found

@@ -1,0 +1,407 @@
+"""The manifest schema (version 1): what to generate, validated once at the edge.
+
+Paths in a manifest are relative to the manifest's folder; the loader passes that folder as the
+validation context (`{"base_dir": Path}`) and every path field is stored resolved and checked.
+Validator messages read "<problem>; <what to do>" because the loader prints them verbatim.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+
+from facegen.errors import FacegenError
+
+from facegen.labels import CONTROL_SETS, EMOTION_NAMES
+
+MANIFEST_VERSION = 1
+PROB_TOLERANCE = 1e-6
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+MAX_ABS_ANGLE = 90.0
+
+
+class StrictModel(BaseModel):
+    # strict: YAML already gives native types, so "5" for an int is a mistake worth reporting.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _resolve_path(value: Any, info: ValidationInfo) -> Path:
+    if isinstance(value, Path):
+        path = value
+    elif isinstance(value, str) and value.strip():
+        path = Path(value).expanduser()
+    else:
+        raise ValueError(f"expected a file or folder path (a string), got {value!r}; write a path")
+    base = (info.context or {}).get("base_dir")
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return path.resolve()
+
+
+def _check_sums_to_one(probs: dict[str, float], what: str) -> None:
+    total = math.fsum(probs.values())
+    if abs(total - 1.0) > PROB_TOLERANCE:
+        raise ValueError(
+            f"{what} probabilities sum to {total:.9g}, not 1 (tolerance {PROB_TOLERANCE:g}); "
+            "rescale them so they add up to exactly 1"
+        )
+
+
+# --------------------------------------------------------------------------------------- sampler
+class Guidance(StrictModel):
+    """Classifier-free guidance weights wID / wLMK / wEMO (FaceCrafter eq. 6)."""
+
+    id: float = Field(2.5, ge=0.0, le=50.0)
+    lmk: float = Field(2.0, ge=0.0, le=50.0)
+    emo: float = Field(2.0, ge=0.0, le=50.0)
+
+
+class Sampler(StrictModel):
+    scheduler: Literal["dpmpp", "ddim", "ddpm"] = "dpmpp"
+    steps: int = Field(25, ge=1, le=1000)
+    guidance: Guidance = Field(default_factory=Guidance)
+    #: Output image side in pixels; null = the model's default resolution.
+    image_size: int | None = Field(None, ge=8, le=4096)
+    batch_size: int = Field(8, ge=1, le=4096)
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_8(cls, value: int | None) -> int | None:
+        if value is not None and value % 8:
+            raise ValueError(f"image_size {value} is not a multiple of 8 (the VAE downsamples by 8); use e.g. {value // 8 * 8 or 8}")
+        return value
+
+
+class Output(StrictModel):
+    samples_per_shard: int = Field(1000, ge=1)
+    image_format: Literal["jpg", "png", "webp"] = "jpg"
+    #: JPEG/WebP quality 1..100 (ignored for png).
+    quality: int = Field(95, ge=1, le=100)
+    #: Also store the rendered landmark control image next to each sample.
+    store_landmark_image: bool = False
+
+
+# ------------------------------------------------------------------------------------ identities
+class RandomIdentities(StrictModel):
+    # Separation is checked against every kept identity: O(count^2 x 512) work, ~1 min at 100k.
+    count: int = Field(ge=1, le=100_000)
+    #: Every pair of identity vectors has cosine similarity strictly below this.
+    max_similarity: float = Field(0.3, gt=0.0, le=1.0)
+
+
+class Identities(StrictModel):
+    """Exactly one of `folder`, `embeddings`, `random`."""
+
+    folder: Path | None = None
+    embeddings: Path | None = None
+    #: Parquet embeddings only: the list<float> column with the 512-d vectors.
+    embedding_column: str = "embedding"
+    random: RandomIdentities | None = None
+
+    @field_validator("folder", mode="before")
+    @classmethod
+    def _folder(cls, value: Any, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = _resolve_path(value, info)
+        if not path.is_dir():
+            raise ValueError(f"folder {path} does not exist; point it at a folder of identity images")
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*") if p.is_file()):
+            raise ValueError(
+                f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+                "add one image per identity (or one subfolder per identity)"
+            )
+        return path
+
+    @field_validator("embeddings", mode="before")
+    @classmethod
+    def _embeddings(cls, value: Any, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = _resolve_path(value, info)
+        if path.suffix.lower() not in (".npy", ".parquet"):
+            raise ValueError(f"{path.name} is neither .npy nor .parquet; give a (N,512) .npy or a Parquet with an `identity` column")
+        if not path.is_file():
+            raise ValueError(f"file {path} does not exist; fix the path (relative paths start at the manifest's folder)")
+        return path
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Identities:
+        given = [name for name in ("folder", "embeddings", "random") if getattr(self, name) is not None]
+        if len(given) != 1:
+            got = ", ".join(given) if given else "none"
+            raise ValueError(f"give exactly one of folder / embeddings / random (got {got}); keep one source")
+        return self
+
+
+# --------------------------------------------------------------------------------------- targets
+class EmotionProbs(StrictModel):
+    """Target share of each EmoNet class; missing classes are 0. `uniform` = 1/8 each."""
+
+    neutral: float = Field(0.0, ge=0.0, le=1.0)
+    happy: float = Field(0.0, ge=0.0, le=1.0)
+    sad: float = Field(0.0, ge=0.0, le=1.0)
+    surprise: float = Field(0.0, ge=0.0, le=1.0)
+    fear: float = Field(0.0, ge=0.0, le=1.0)
+    disgust: float = Field(0.0, ge=0.0, le=1.0)
+    anger: float = Field(0.0, ge=0.0, le=1.0)
+    contempt: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, value: Any) -> Any:
+        if value == "uniform":
+            return {name: 1.0 / len(EMOTION_NAMES) for name in EMOTION_NAMES}
+        if isinstance(value, str) and value in EMOTION_NAMES:
+            return {value: 1.0}
+        if isinstance(value, str):
+            raise ValueError(
+                f"unknown emotion target {value!r}; use `uniform`, one class name, or a mapping "
+                f"class -> probability over {', '.join(EMOTION_NAMES)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _sum(self) -> EmotionProbs:
+        _check_sums_to_one(self.as_dict(), "emotion")
+        return self
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in EMOTION_NAMES}
+
+    def as_list(self) -> list[float]:
+        return [float(getattr(self, name)) for name in EMOTION_NAMES]
+
+
+class ValenceArousalOverride(StrictModel):
+    """Overrides one class's row of the prior table (`facegen.conditions.emotions.VA_PRIOR`)."""
+
+    valence: float | None = Field(None, ge=-1.0, le=1.0)
+    arousal: float | None = Field(None, ge=-1.0, le=1.0)
+    valence_std: float | None = Field(None, ge=0.0, le=1.0)
+    arousal_std: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class ValenceArousalOverrides(StrictModel):
+    neutral: ValenceArousalOverride | None = None
+    happy: ValenceArousalOverride | None = None
+    sad: ValenceArousalOverride | None = None
+    surprise: ValenceArousalOverride | None = None
+    fear: ValenceArousalOverride | None = None
+    disgust: ValenceArousalOverride | None = None
+    anger: ValenceArousalOverride | None = None
+    contempt: ValenceArousalOverride | None = None
+
+
+class NormalSpec(StrictModel):
+    mean: float = Field(ge=-MAX_ABS_ANGLE, le=MAX_ABS_ANGLE)
+    std: float = Field(gt=0.0, le=180.0)
+    #: [lo, hi] truncation; default mean +- 3 std (clamped to +-90).
+    clip: list[float] | None = Field(None, min_length=2, max_length=2)
+
+    @field_validator("clip")
+    @classmethod
+    def _clip(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            _check_range(value, "clip")
+        return value
+
+
+class HistogramSpec(StrictModel):
+    edges: list[float] = Field(min_length=2, max_length=10_001)
+    weights: list[float] = Field(min_length=1, max_length=10_000)
+
+    @field_validator("edges")
+    @classmethod
+    def _edges(cls, value: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError(f"edges {value} are not strictly increasing; sort them and drop duplicates")
+        if min(value) < -MAX_ABS_ANGLE or max(value) > MAX_ABS_ANGLE:
+            raise ValueError(f"edges must lie within [-{MAX_ABS_ANGLE:g}, {MAX_ABS_ANGLE:g}] degrees; narrow them")
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: list[float]) -> list[float]:
+        if any(w < 0 or not math.isfinite(w) for w in value):
+            raise ValueError("weights must be finite and >= 0; fix the negative entries")
+        if math.fsum(value) <= 0:
+            raise ValueError("weights are all zero; give at least one bin a positive weight")
+        return value
+
+    @model_validator(mode="after")
+    def _lengths(self) -> HistogramSpec:
+        if len(self.weights) != len(self.edges) - 1:
+            raise ValueError(
+                f"{len(self.edges)} edges need {len(self.edges) - 1} weights, got {len(self.weights)}; "
+                "give one weight per bin"
+            )
+        return self
+
+
+def _check_range(value: list[float], what: str) -> None:
+    lo, hi = value
+    if lo > hi:
+        raise ValueError(f"{what} [{lo:g}, {hi:g}] has lo > hi; swap them")
+    if lo < -MAX_ABS_ANGLE or hi > MAX_ABS_ANGLE:
+        raise ValueError(f"{what} [{lo:g}, {hi:g}] leaves [-{MAX_ABS_ANGLE:g}, {MAX_ABS_ANGLE:g}] degrees; narrow it")
+
+
+class PoseAxis(StrictModel):
+    """One angle's distribution (degrees): exactly one of uniform / normal / histogram.
+
+    A bare number is a constant angle. `bins` is how many equal-width strata a uniform or normal
+    distribution is split into: each stratum gets its exact (rounded) share of the rows.
+    """
+
+    uniform: list[float] | None = Field(None, min_length=2, max_length=2)
+    normal: NormalSpec | None = None
+    histogram: HistogramSpec | None = None
+    bins: int = Field(10, ge=1, le=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _constant(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"uniform": [float(value), float(value)], "bins": 1}
+        return value
+
+    @field_validator("uniform")
+    @classmethod
+    def _uniform(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            _check_range(value, "uniform")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PoseAxis:
+        given = [n for n in ("uniform", "normal", "histogram") if getattr(self, n) is not None]
+        if len(given) != 1:
+            got = ", ".join(given) if given else "none"
+            raise ValueError(
+                f"give exactly one of uniform: [lo, hi] / normal: {{mean, std, clip}} / "
+                f"histogram: {{edges, weights}} (got {got}); keep one"
+            )
+        return self
+
+
+class Pose(StrictModel):
+    yaw: PoseAxis = Field(default_factory=lambda: PoseAxis(uniform=[0.0, 0.0], bins=1))
+    pitch: PoseAxis = Field(default_factory=lambda: PoseAxis(uniform=[0.0, 0.0], bins=1))
+    roll: PoseAxis = Field(default_factory=lambda: PoseAxis(uniform=[0.0, 0.0], bins=1))
+
+
+class Expression(StrictModel):
+    """Where the landmark expression comes from: an exemplar bank, or (`neutral`) the template."""
+
+    exemplars: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _neutral(cls, value: Any) -> Any:
+        if value == "neutral":
+            return {}
+        if isinstance(value, str):
+            raise ValueError(f"unknown expression source {value!r}; use `neutral` or `exemplars: bank.parquet`")
+        return value
+
+    @field_validator("exemplars", mode="before")
+    @classmethod
+    def _bank(cls, value: Any, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = _resolve_path(value, info)
+        if not path.is_file():
+            raise ValueError(f"exemplar bank {path} does not exist; run `facegen extract` to make one or use `expression: neutral`")
+        return path
+
+
+class Targets(StrictModel):
+    emotion: EmotionProbs = Field(default_factory=lambda: EmotionProbs.model_validate("uniform"))
+    valence_arousal: ValenceArousalOverrides = Field(default_factory=ValenceArousalOverrides)
+    pose: Pose = Field(default_factory=Pose)
+    expression: Expression = Field(default_factory=Expression)
+    #: One control set for every sample, or a distribution over them.
+    controls: dict[str, float] = Field(default_factory=lambda: {"id+lmk+emo": 1.0})
+
+    @field_validator("controls", mode="before")
+    @classmethod
+    def _controls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = {value: 1.0}
+        if isinstance(value, dict):
+            for key, prob in value.items():
+                if key not in CONTROL_SETS:
+                    raise ValueError(f"unknown control set {key!r}; use one of {', '.join(CONTROL_SETS)}")
+                if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0.0 <= prob <= 1.0:
+                    raise ValueError(f"probability of {key!r} is {prob!r}; give a number in [0, 1]")
+            _check_sums_to_one({k: float(v) for k, v in value.items()}, "controls")
+            return {k: float(value.get(k, 0.0)) for k in CONTROL_SETS}
+        return value
+
+    def controls_list(self) -> list[float]:
+        return [float(self.controls.get(name, 0.0)) for name in CONTROL_SETS]
+
+
+# --------------------------------------------------------------------------------------- balance
+class Balance(StrictModel):
+    """Top-up: make source + synthetic as close to `targets.emotion` as `total` new images allow."""
+
+    source: Path
+    #: Column of the source labels holding the emotion (class names or 0..7 indices).
+    column: str = "emotion"
+    total: int = Field(ge=1)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source(cls, value: Any, info: ValidationInfo) -> Path:
+        path = _resolve_path(value, info)
+        if not path.is_file():
+            raise ValueError(f"label file {path} does not exist; point it at the existing dataset's labels.parquet")
+        if path.suffix.lower() != ".parquet":
+            raise ValueError(f"{path.name} is not a .parquet file; export the labels to Parquet")
+        return path
+
+
+# -------------------------------------------------------------------------------------- manifest
+class Manifest(StrictModel):
+    version: Literal[1]
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    #: `tiny` (built-in preset, built on first use) or a model folder.
+    model: str = "tiny"
+    sampler: Sampler = Field(default_factory=Sampler)
+    output: Output = Field(default_factory=Output)
+    identities: Identities
+    images_per_identity: int | None = Field(None, ge=1)
+    targets: Targets = Field(default_factory=Targets)
+    balance: Balance | None = None
+
+    # Where the manifest came from, for errors raised after validation (set by `load_manifest`).
+    _source: str = PrivateAttr("<manifest>")
+    _lines: dict = PrivateAttr(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths were resolved against."""
+        return Path(self._source).resolve().parent if self._source != "<manifest>" else Path.cwd()
+
+    def where(self, *path: str | int) -> str:
+        """`file.yaml:LINE` of the deepest written key along `path` (for error messages)."""
+        from facegen.manifest.yaml_lines import line_for
+
+        line, _ = line_for(self._lines, tuple(path))
+        return f"{self._source}:{line}" if line else self._source
+
+    def error(self, path: tuple[str | int, ...], problem: str) -> FacegenError:
+        """A one-line user error about the field at `path`; `problem` reads "<what>; <what to do>"."""
+        return FacegenError(f"{'.'.join(map(str, path))}: {problem}", where=self.where(*path))
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value: Any, info: ValidationInfo) -> Any:
+        if value == "tiny" or not isinstance(value, str):
+            return value  # non-strings fail the str type check with a clear message
+        return str(_resolve_path(value, info))

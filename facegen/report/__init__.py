@@ -1,0 +1,6 @@
+"""Dataset reports: ``report.png`` (target vs achieved histograms) and ``preview.jpg`` (samples per emotion)."""
+
+from facegen.report.plots import render_report, write_report
+from facegen.report.preview import render_preview, write_preview
+
+__all__ = ["render_preview", "render_report", "write_preview", "write_report"]

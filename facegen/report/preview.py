@@ -1,0 +1,68 @@
+"""``preview.jpg``: one row of samples per emotion class, read back from the shard tars."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections import defaultdict
+
+import pyarrow as pa
+from PIL import Image, ImageDraw
+
+from facegen.io.fs import Location
+from facegen.io.shards import ShardPaths
+from facegen.labels import EMOTION_NAMES
+
+PREVIEW_NAME = "preview.jpg"
+IMAGE_EXTS = ("jpg", "png", "webp")
+
+
+def _read_images(root: Location, shard: int, keys: set[str]) -> dict[str, Image.Image]:
+    found: dict[str, Image.Image] = {}
+    with root.open(ShardPaths(shard).tar, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        for member in tar:
+            key, _, ext = member.name.partition(".")
+            if key in keys and ext in IMAGE_EXTS:
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                found[key] = Image.open(io.BytesIO(data)).convert("RGB")
+    return found
+
+
+def render_preview(root: Location, labels: pa.Table, per_class: int = 8, tile: int = 96) -> bytes:
+    """JPEG bytes of a grid: a labelled row per emotion class present, up to `per_class` samples each."""
+    chosen: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    if labels.num_rows:
+        for key, shard, emotion in zip(
+            labels.column("key").to_pylist(), labels.column("shard").to_pylist(), labels.column("emotion").to_pylist()
+        ):
+            if len(chosen[emotion]) < per_class:
+                chosen[emotion].append((key, shard))
+    by_shard: dict[int, set[str]] = defaultdict(set)
+    for items in chosen.values():
+        for key, shard in items:
+            by_shard[shard].add(key)
+    images: dict[str, Image.Image] = {}
+    for shard, keys in sorted(by_shard.items()):
+        images.update(_read_images(root, shard, keys))
+
+    classes = sorted(chosen)
+    label_w = 90
+    grid = Image.new("RGB", (label_w + per_class * tile, max(1, len(classes)) * tile), "white")
+    draw = ImageDraw.Draw(grid)
+    for r, emotion in enumerate(classes):
+        draw.text((4, r * tile + tile // 2 - 6), EMOTION_NAMES[emotion], fill="black")
+        for c, (key, _) in enumerate(chosen[emotion]):
+            if key in images:
+                grid.paste(images[key].resize((tile, tile), Image.Resampling.BILINEAR), (label_w + c * tile, r * tile))
+    if not classes:
+        draw.text((4, 4), "no samples", fill="black")
+    buffer = io.BytesIO()
+    grid.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def write_preview(root: Location, labels: pa.Table, per_class: int = 8) -> None:
+    root.write_bytes_atomic(PREVIEW_NAME, render_preview(root, labels, per_class))
+
+
+__all__ = ["render_preview", "write_preview"]

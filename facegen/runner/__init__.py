@@ -1,0 +1,104 @@
+"""Generic shard machinery shared by ``facegen balance``, ``extract`` and ``verify``.
+
+Flow (img2dataset-style)::
+
+    rows (pa.Table / Parquet) --units--> WorkUnit(shard, rows) --distributor--> actor: worker.process(unit)
+        --> Sample(key, files, label) | SampleFailure(key, error) --write_shard--> DIR/shards/NNNNNN.{tar,parquet}
+        --> NNNNNN_stats.json (written LAST: the done-marker)
+
+Public API
+----------
+Units (``facegen.runner.units``):
+    ``WorkUnit(shard: int, rows: pa.Table)``; ``.num_rows``.
+    ``units_from_table(table, shard_column="shard") -> list[WorkUnit]`` (shard column sorted/contiguous).
+    ``units_from_parquet(url, shard_column="shard", skip=()) -> Iterator[WorkUnit]`` (streams row groups,
+    never reads groups of shards in `skip`). ``assign_shards(table, rows_per_shard) -> pa.Table`` adds a
+    ``shard`` column in contiguous blocks (e.g. for an input file list).
+    ``rows_per_shard_in_parquet(url) -> dict[int, int]``.
+
+Samples (``facegen.io.samples``, re-exported here):
+    ``Sample(key: str, files: dict[str, bytes], label: dict)`` — `files` maps a WebDataset extension
+    without leading dot (``"jpg"``, ``"json"``, ``"cls"``, ``"mask.png"``) to bytes; `label` is the sample's row
+    in the shard Parquet (``key``/``shard`` filled in if absent). Keys: ``[A-Za-z0-9_-]+``, unique per shard.
+    ``SampleFailure(key: str, error: str)`` — a sample that could not be made; recorded in the shard
+    stats (``failed`` list) and in the run's ``failures.parquet`` by ``finalize``-style code, never dropped.
+
+Worker protocol (``facegen.runner.task``):
+    any object with ``process(unit: WorkUnit) -> Iterable[Sample | SampleFailure]``, built ONCE per actor
+    by a picklable zero-arg ``worker_factory`` (a class or ``functools.partial(MyWorker, model_dir=...)``);
+    load models in ``__init__``. Yield in a deterministic order. An exception escaping ``process`` fails the
+    shard attempt (retried, bounded); per-sample errors should be yielded as ``SampleFailure``.
+
+Task + run (``facegen.runner.task``, ``facegen.runner.run``):
+    ``ShardTask(worker_factory, output_url: str, fingerprint: str, label_schema: pa.Schema | None = None,
+    extra_stats: dict = {})`` — `output_url` is a local path or fsspec URL (``s3://...``); `fingerprint`
+    identifies the run (stats with another fingerprint are not trusted on resume); `extra_stats` is copied
+    into every stats file (model/manifest hashes).
+    ``run_shards(units, task, distributor=None, *, total_rows=None, progress=True, description=...) -> RunSummary``
+    resumes (skips shards whose stats match), removes temporaries, shows a tqdm bar (img/s, ETA), and on
+    Ctrl-C kills in-flight work, removes temporaries, keeps finished shards, re-raises KeyboardInterrupt.
+    ``RunSummary``: ``done: dict[int, ShardStats]``, ``resumed: list[int]``, ``failed: dict[int, str]``,
+    ``retried: dict[int, int]``, ``seconds``, ``new_samples``, ``samples``, ``sample_failures``, ``ok``.
+
+Distributors (``facegen.runner.distributors``):
+    ``InProcessDistributor(max_attempts=2)`` — one worker in this process (debugging, ``memory://``).
+    ``RayDistributor(num_actors=1, *, num_cpus=None, num_gpus=0.0, max_attempts=3, max_replacements=None,
+    address=None, actor_options=None)`` — actor pool; uses the current Ray session or starts one
+    (``address`` to join a cluster; actor logs stay in Ray, not the terminal). Fractional ``num_cpus`` is
+    fine (2-core machines: keep the total under the CPU count). A dead actor's shard is retried on a
+    replacement actor; after ``max_attempts`` the shard is reported failed. Env ``FACEGEN_INJECT_ACTOR_CRASH=
+    /path/marker``: the first actor to create the marker dies mid-shard (fault drills and tests).
+
+Shard files (``facegen.io.shards``):
+    ``write_shard(root: Location, shard, samples, *, fingerprint, label_schema=None, extra=None) -> ShardStats``,
+    ``ShardStats`` (count, failures, failed, seconds, fingerprint, tar/parquet sha256 + bytes, first/last key,
+    host, pid, extra), ``ShardPaths(shard).{tar,parquet,stats}``, ``completed_shards(root, fingerprint)``,
+    ``all_shard_stats(root)``, ``read_shard_stats(root, shard)``, ``remove_temporaries(root)``.
+    ``facegen.io.Location(url)``: fsspec directory (``open``, ``rename``, ``write_bytes_atomic``, ``list``...).
+
+Minimal example::
+
+    from facegen.runner import ShardTask, RayDistributor, run_shards, units_from_table, Sample
+
+    class Upper:
+        def process(self, unit):
+            for row in unit.rows.to_pylist():
+                yield Sample(row["key"], {"txt": row["text"].upper().encode()}, {"n": len(row["text"])})
+
+    task = ShardTask(Upper, "out/ds", fingerprint="v1")
+    summary = run_shards(units_from_table(table), task, RayDistributor(num_actors=2, num_cpus=0.5))
+"""
+
+from facegen.io.samples import Sample, SampleFailure
+from facegen.io.shards import ShardStats
+from facegen.runner.distributors import CRASH_ENV, Distributor, InProcessDistributor, RayDistributor
+from facegen.runner.run import RunSummary, run_shards
+from facegen.runner.task import ShardTask, UnitOutcome, Worker, WorkerFactory
+from facegen.runner.units import (
+    WorkUnit,
+    assign_shards,
+    rows_per_shard_in_parquet,
+    units_from_parquet,
+    units_from_table,
+)
+
+__all__ = [
+    "CRASH_ENV",
+    "Distributor",
+    "InProcessDistributor",
+    "RayDistributor",
+    "RunSummary",
+    "Sample",
+    "SampleFailure",
+    "ShardStats",
+    "ShardTask",
+    "UnitOutcome",
+    "WorkUnit",
+    "Worker",
+    "WorkerFactory",
+    "assign_shards",
+    "rows_per_shard_in_parquet",
+    "run_shards",
+    "units_from_parquet",
+    "units_from_table",
+]

@@ -1,0 +1,216 @@
+"""Typed configuration of the three FaceCrafter training stages (validated once, at the edge).
+
+A stage config is a YAML file (``training/<stage>.yaml``) read with ``yaml.safe_load``; command-line
+overrides are dotted keys (``{"steps": 10, "ray.num_workers": 2}``) applied before validation, so
+every value goes through the same checks. Bad input raises one-line :class:`FacegenError`\\ s.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from facegen.errors import FacegenError
+
+#: Stage names as the CLI spells them.
+STAGES: tuple[str, ...] = ("pretrain-lmk", "pretrain-emo", "joint")
+Stage = Literal["pretrain-lmk", "pretrain-emo", "joint"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PairingConfig(_Strict):
+    """How the ID image (partner) is chosen for a target image of the same identity.
+
+    Pose distance is ``|dyaw| + |dpitch|`` in degrees; expression distance is the mean point distance
+    between pose-normalised landmark sets (centred, de-rotated, scaled to unit RMS radius).
+    """
+
+    lmk_min_pose_deg: float = Field(10.0, ge=0, description="LMK: partner pose differs by at least this ...")
+    lmk_min_expression: float = Field(0.05, ge=0, description="... or its expression by at least this")
+    emo_max_pose_deg: float = Field(10.0, ge=0, description="EMO: partner pose within this")
+    emo_min_expression: float = Field(0.05, ge=0, description="EMO: expression distance at least this (or another emotion class)")
+
+
+class MixedConditioningConfig(_Strict):
+    """Joint stage: each item is replicated ``replicas`` times with random (a_LMK, a_EMO) switches."""
+
+    replicas: int | None = Field(None, ge=2, description="copies per item in a batch; default = batch_size (paper)")
+
+
+class RayConfig(_Strict):
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+
+
+class RunSettings(_Strict):
+    name: str | None = Field(None, description="Ray Train run name; default = the stage name")
+    storage_path: str | None = Field(None, description="local folder or s3://...; default <output>/ray")
+    num_to_keep: int = Field(2, ge=1)
+    max_failures: int = Field(0, ge=-1)
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "/" in v or v.startswith(".")):
+            raise ValueError("must be a plain folder name (no '/')")
+        return v
+
+
+class StageConfig(_Strict):
+    """Everything one training stage needs; paths are resolved to absolute ones."""
+
+    stage: Stage
+    data: str = Field(description="extracted training data folder (labels.parquet + shards/)")
+    model: str = Field(description="input model folder (facegen.json + parts)")
+    output: str = Field(description="where metrics and the exported model folder go")
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1, description="samples per worker per micro-step")
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0, description="control modules and their K/V")
+    encoder_lr: float = Field(1e-5, ge=0, description="joint stage: CLIP identity encoder")
+    weight_decay: float = Field(1e-2, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    checkpoint_every: int = Field(1000, ge=1)
+    seed: int = 0
+    lambda_ad: float = Field(5e-4, ge=0)
+    resolution: int | None = Field(None, ge=8, description="training image size; default the model's")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up")
+    init_landmark: str | None = Field(None, description="model folder whose landmark/ replaces the input's (joint)")
+    init_emotion: str | None = Field(None, description="model folder whose emotion/ replaces the input's (joint)")
+    overfit_batches: int = Field(0, ge=0, description="debug: cycle the first N batches with fixed noise (0 = off)")
+    pairing: PairingConfig = PairingConfig()
+    mixed: MixedConditioningConfig = MixedConditioningConfig()
+    ray: RayConfig = RayConfig()
+    run: RunSettings = RunSettings()
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, v: Any) -> Any:
+        # YAML 1.1 reads a bare `no` as False.
+        return "no" if v is False else v
+
+    @model_validator(mode="after")
+    def _replicas_fit(self) -> StageConfig:
+        r = self.mixed.replicas
+        if self.stage == "joint" and r is not None and self.batch_size % r:
+            raise ValueError(f"mixed.replicas ({r}) must divide batch_size ({self.batch_size})")
+        if self.stage == "joint" and r is None and self.batch_size < 2:
+            raise ValueError("joint stage needs batch_size >= 2 (items are replicated across the batch)")
+        return self
+
+    @property
+    def replicas(self) -> int:
+        """Copies per item in a joint batch (1 in the pre-training stages)."""
+        if self.stage != "joint":
+            return 1
+        return self.mixed.replicas or self.batch_size
+
+    @property
+    def items_per_batch(self) -> int:
+        return self.batch_size // self.replicas
+
+    @property
+    def run_name(self) -> str:
+        return self.run.name or self.stage
+
+    @property
+    def storage_path(self) -> str:
+        return self.run.storage_path or str(Path(self.output) / "ray")
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise FacegenError(f"cannot override {key!r}: {p!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _absolute(path: str, base: Path) -> str:
+    if "://" in path:
+        return path
+    p = Path(os.path.expanduser(path))
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{source}: field {loc!r}: {msg}; fix it in the config or the command-line override{more}"
+
+
+def stage_config_from_dict(
+    raw: dict[str, Any], stage: str, *, source: str = "config", overrides: dict[str, Any] | None = None,
+    base_dir: Path | None = None,
+) -> StageConfig:
+    """Validate a raw mapping (+ dotted overrides) into a :class:`StageConfig` for `stage`."""
+    if stage not in STAGES:
+        raise FacegenError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    if not isinstance(raw, dict):
+        raise FacegenError(f"{source}: expected a mapping of settings at the top level")
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    declared = raw.get("stage", stage)
+    if declared != stage:
+        raise FacegenError(f"{source}: field 'stage' is {declared!r} but the command is {stage!r}; use the matching config")
+    raw["stage"] = stage
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, key, value)
+    try:
+        cfg = StageConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise FacegenError(_format_error(exc, source)) from None
+    base = base_dir or Path.cwd()
+    updates: dict[str, Any] = {
+        "data": _absolute(cfg.data, base),
+        "model": _absolute(cfg.model, base),
+        "output": _absolute(cfg.output, base),
+    }
+    for key in ("init_landmark", "init_emotion"):
+        if getattr(cfg, key) is not None:
+            updates[key] = _absolute(getattr(cfg, key), base)
+    if cfg.run.storage_path is not None:
+        updates["run"] = cfg.run.model_copy(update={"storage_path": _absolute(cfg.run.storage_path, base)})
+    return cfg.model_copy(update=updates)
+
+
+def load_stage_config(path: str | Path, stage: str, overrides: dict[str, Any] | None = None) -> StageConfig:
+    """Read ``training/<stage>.yaml`` (safe_load) and validate it; relative paths are relative to the CWD."""
+    path = Path(path)
+    if not path.is_file():
+        raise FacegenError(f"config file {str(path)!r} not found; pass --config training/<stage>.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise FacegenError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    return stage_config_from_dict(raw or {}, stage, source=str(path), overrides=overrides)
+
+
+def check_inputs(cfg: StageConfig) -> None:
+    """Fail early (one line) when the data or model folder is missing."""
+    data = Path(cfg.data)
+    if "://" not in cfg.data and not (data / "labels.parquet").is_file():
+        raise FacegenError(f"data folder {cfg.data!r} has no labels.parquet; run `facegen extract` first or fix 'data'")
+    for key in ("model", "init_landmark", "init_emotion"):
+        value = getattr(cfg, key)
+        if value is not None and "://" not in value and not (Path(value) / "facegen.json").is_file():
+            raise FacegenError(f"{key}: {value!r} is not a model folder (no facegen.json); fix {key!r}")

@@ -1,0 +1,182 @@
+"""Training samples from extracted data (``DIR/labels.parquet`` + ``DIR/shards/*.tar``).
+
+The sample stream is an endless concatenation of seeded per-epoch permutations of the target rows.
+Global stream position ``g`` is consumed by worker ``g % world_size``; per micro-step every worker
+takes ``items`` consecutive positions of its own, so the workers never see the same position and a
+single integer — the *global cursor* (positions consumed by all workers) — is the data position a
+checkpoint stores. Partners are drawn with an RNG keyed by (seed, global position), so a resumed run
+sees exactly the pairs the interrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+
+from facegen.errors import FacegenError
+from facegen.labels import EMOTION_VECTOR_DIM, EXTRACT_SCHEMA, ID_EMBED_DIM, NUM_LANDMARKS
+from facegen.train.pairs import PairIndex
+
+_NEEDED = ("key", "identity", "embedding", "landmarks", "yaw", "pitch", "roll", "emotion", "valence", "arousal", "emotion_probs")
+
+
+def load_labels(data_dir: str | Path) -> pd.DataFrame:
+    """Read ``labels.parquet`` (EXTRACT_SCHEMA), sorted by key; one-line errors for missing columns."""
+    path = Path(data_dir) / "labels.parquet"
+    if not path.is_file():
+        raise FacegenError(f"{path} not found; point 'data' at a `facegen extract` output folder")
+    schema = pq.read_schema(path)
+    missing = [c for c in _NEEDED if c not in schema.names]
+    if missing:
+        raise FacegenError(f"{path}: missing column(s) {', '.join(missing)}; expected facegen.labels.EXTRACT_SCHEMA")
+    table = pq.read_table(path, columns=[c for c in EXTRACT_SCHEMA.names if c in schema.names])
+    df = table.to_pandas().sort_values("key", kind="stable").reset_index(drop=True)
+    if len(df) == 0:
+        raise FacegenError(f"{path} has no rows; extract some faces first")
+    if df["key"].duplicated().any():
+        raise FacegenError(f"{path}: duplicate keys (e.g. {df['key'][df['key'].duplicated()].iloc[0]!r}); re-run extract")
+    return df
+
+
+class TarImages:
+    """Random access to ``KEY.jpg`` members of ``DIR/shards/*.tar`` via their byte offsets."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self._files: dict[str, tuple[Path, int, int]] = {}
+        shards = sorted((Path(data_dir) / "shards").glob("*.tar"))
+        if not shards:
+            raise FacegenError(f"{Path(data_dir) / 'shards'} has no .tar shards; point 'data' at a `facegen extract` output")
+        for shard in shards:
+            with tarfile.open(shard, "r:") as tar:
+                for member in tar:
+                    name = member.name
+                    if member.isfile() and name.endswith(".jpg"):
+                        self._files[name[: -len(".jpg")]] = (shard, member.offset_data, member.size)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._files
+
+    def read(self, key: str) -> Image.Image:
+        try:
+            path, offset, size = self._files[key]
+        except KeyError:
+            raise FacegenError(f"image {key}.jpg is listed in labels.parquet but not in any shard tar") from None
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(size)
+        return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+@dataclass(frozen=True)
+class DrawnItem:
+    """One (target, partner) draw of the stream."""
+
+    position: int  # global stream position
+    target: int  # row in labels
+    partner: int  # row in labels (its embedding is the ID condition)
+
+
+class PairStream:
+    """The deterministic, worker-sharded stream of (target, partner) pairs."""
+
+    def __init__(self, num_rows: int, pairs: PairIndex, seed: int, world_rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= world_rank < world_size:
+            raise ValueError("world_rank must be in [0, world_size)")
+        self.num_rows, self.pairs, self.seed = num_rows, pairs, seed
+        self.rank, self.world = world_rank, world_size
+        self._perm_epoch, self._perm = -1, np.arange(num_rows)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(self.num_rows)
+            self._perm_epoch = epoch
+        return self._perm
+
+    def draw(self, cursor: int, items: int) -> tuple[list[DrawnItem], int]:
+        """This worker's `items` draws starting at global `cursor`; returns them and the next global cursor."""
+        out = []
+        for k in range(items):
+            g = cursor + k * self.world + self.rank
+            epoch, pos = divmod(g, self.num_rows)
+            target = int(self._order(epoch)[pos])
+            rng = np.random.default_rng([self.seed, g, 0xA11])
+            out.append(DrawnItem(position=g, target=target, partner=self.pairs.choose(target, rng)))
+        return out, cursor + items * self.world
+
+
+@dataclass
+class TrainBatch:
+    """Tensors for one micro-batch (before replication), in the model contract's shapes."""
+
+    images: torch.Tensor  # (B, 3, R, R) in [-1, 1]
+    id_embeds: torch.Tensor  # (B, 512) L2-normalised, from the partner
+    landmark_images: torch.Tensor  # (B, 3, S, S) in [0, 1], rendered from the target's landmarks
+    emotions: torch.Tensor  # (B, 10): valence, arousal, 8 probs of the target
+    face_masks: torch.Tensor  # (B, R, R) float {0, 1} from the target's landmarks
+    positions: list[int]
+
+    def to(self, device: torch.device | str) -> TrainBatch:
+        return TrainBatch(
+            *(t.to(device) for t in (self.images, self.id_embeds, self.landmark_images, self.emotions, self.face_masks)),
+            positions=self.positions,
+        )
+
+    def repeat_interleave(self, n: int) -> TrainBatch:
+        """Each item replicated `n` times in a row (intra-batch mixed conditioning)."""
+        return TrainBatch(
+            *(t.repeat_interleave(n, dim=0) for t in (self.images, self.id_embeds, self.landmark_images, self.emotions, self.face_masks)),
+            positions=[p for p in self.positions for _ in range(n)],
+        )
+
+
+class SampleBuilder:
+    """Turns drawn (target, partner) rows into a :class:`TrainBatch`."""
+
+    def __init__(self, labels: pd.DataFrame, images: TarImages, resolution: int, landmark_image_size: int) -> None:
+        self.resolution, self.landmark_image_size = resolution, landmark_image_size
+        self.keys = labels["key"].astype(str).tolist()
+        self.embeddings = np.stack(labels["embedding"].to_numpy()).astype(np.float32).reshape(-1, ID_EMBED_DIM)
+        self.landmarks = np.stack(labels["landmarks"].to_numpy()).astype(np.float32).reshape(-1, NUM_LANDMARKS, 3)
+        probs = np.stack(labels["emotion_probs"].to_numpy()).astype(np.float32)
+        self.emotions = np.concatenate(
+            [labels[["valence", "arousal"]].to_numpy(np.float32), probs], axis=1
+        ).reshape(-1, EMOTION_VECTOR_DIM)
+        self.images = images
+        missing = [k for k in self.keys if k not in images]
+        if missing:
+            raise FacegenError(f"{len(missing)} labelled key(s) have no image in the shards (e.g. {missing[0]!r}); re-run extract")
+
+    def build(self, drawn: list[DrawnItem]) -> TrainBatch:
+        from facegen.conditions.masks import face_mask
+        from facegen.conditions.render import render_landmark_images
+
+        targets = np.array([d.target for d in drawn])
+        partners = np.array([d.partner for d in drawn])
+        res = self.resolution
+        pixels = []
+        for t in targets:
+            img = self.images.read(self.keys[t])
+            if img.size != (res, res):
+                img = img.resize((res, res), Image.BICUBIC)
+            pixels.append(np.asarray(img, dtype=np.float32) / 127.5 - 1.0)
+        lm = self.landmarks[targets]
+        lmk_imgs = render_landmark_images(lm, self.landmark_image_size)
+        masks = np.stack([face_mask(p, res) for p in lm]).astype(np.float32)
+        emb = self.embeddings[partners]
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
+        return TrainBatch(
+            images=torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous(),
+            id_embeds=torch.from_numpy(emb),
+            landmark_images=torch.from_numpy(np.asarray(lmk_imgs, dtype=np.float32) / 255.0).permute(0, 3, 1, 2).contiguous(),
+            emotions=torch.from_numpy(self.emotions[targets].copy()),
+            face_masks=torch.from_numpy(masks),
+            positions=[d.position for d in drawn],
+        )

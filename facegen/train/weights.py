@@ -1,0 +1,75 @@
+"""Moving trained weights in and out of model folders.
+
+- :func:`load_init_modules`: the joint stage "loads both" pre-trained modules — `init_landmark` /
+  `init_emotion` name model folders (e.g. the exports of the two pre-training runs) whose
+  ``landmark/`` / ``emotion/`` replace the input model's.
+- :func:`export_model`: the input model folder with the checkpoint's trained parts written in, as a
+  complete model folder (`FaceCrafterPipeline.from_pretrained` and hence `balance` load it directly).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from facegen.errors import FacegenError
+from facegen.model.controls import EmotionControlModule, LandmarkControlModule
+from facegen.model.loading import FaceCrafterComponents, load_components, model_hash, read_model_info, save_components
+from facegen.train.checkpoint import load_weights, read_state
+from facegen.train.config import StageConfig
+
+
+def load_init_modules(components: FaceCrafterComponents, cfg: StageConfig) -> None:
+    """Copy pre-trained control-module weights (cfg.init_landmark / init_emotion) into `components`."""
+    for key, attr, cls in (
+        ("init_landmark", "landmark", LandmarkControlModule),
+        ("init_emotion", "emotion", EmotionControlModule),
+    ):
+        source = getattr(cfg, key)
+        if source is None:
+            continue
+        info = read_model_info(source)
+        module = cls.from_pretrained(str(Path(source) / info.parts[attr]), use_safetensors=True)
+        target = getattr(components, attr)
+        if _architecture(module.config) != _architecture(target.config):
+            raise FacegenError(f"{key}: {attr}/config.json differs from the input model's; use modules made for this model")
+        target.load_state_dict(module.state_dict())
+
+
+def _architecture(config) -> str:
+    """A module config without diffusers' bookkeeping keys, comparable across save/load."""
+    return json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}, sort_keys=True, default=list)
+
+
+def export_model(cfg: StageConfig, checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write the input model + the checkpoint's trained parts as a model folder at `out_dir` (atomic)."""
+    from facegen.train.trainee import Trainee
+
+    state = read_state(Path(checkpoint_dir))
+    components = load_components(cfg.model, device="cpu")
+    load_init_modules(components, cfg)
+    trainee = Trainee(components, cfg.stage, cfg.lambda_ad)
+    result = trainee.load_state_dict(load_weights(Path(checkpoint_dir)), strict=False)
+    if result.unexpected_keys:
+        raise FacegenError(f"checkpoint {checkpoint_dir} has unknown parameters (e.g. {result.unexpected_keys[0]})")
+    trained = set(trainee.trainable_state_dict())
+    not_restored = trained & set(result.missing_keys)
+    if not_restored:
+        raise FacegenError(f"checkpoint {checkpoint_dir} lacks trained parameters (e.g. {sorted(not_restored)[0]})")
+    history = list(components.info.source.get("training", []))
+    history.append(
+        {
+            "stage": cfg.stage,
+            "steps": state.step,
+            "base_model_hash": model_hash(cfg.model),
+            "data": cfg.data,
+            "seed": cfg.seed,
+            "run": cfg.run_name,
+            "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    components.info = components.info.model_copy(
+        update={"source": {**components.info.source, "training": history}}
+    )
+    return save_components(components, out_dir, overwrite=True)

@@ -1,0 +1,130 @@
+"""Switched decoupled cross-attention (eq. 1) against stock diffusers attention."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+from facegen.errors import FacegenError
+from facegen.model.attention import (
+    FaceCrafterAttnProcessor,
+    cross_attention_layers,
+    install_facecrafter_attention,
+    record_attention,
+)
+
+
+def _unet_inputs(pipe, conditions, batch=3, seed=0):
+    cond = conditions(batch, pipe.landmark_image_size, seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    latents = torch.randn(batch, 4, 8, 8, generator=g)
+    with torch.no_grad():
+        context = pipe.identity_encoder(cond["id_embeds"])
+        lmk = pipe.landmark(cond["landmark_images"])
+        emo = pipe.emotion(cond["emotions"])
+    return latents, context, lmk, emo
+
+
+def _forward(unet, latents, context, lmk, emo, lmk_scale, emo_scale, t=500):
+    kwargs = {"lmk_tokens": lmk, "emo_tokens": emo, "lmk_scale": lmk_scale, "emo_scale": emo_scale}
+    with torch.no_grad():
+        return unet(latents, t, encoder_hidden_states=context, cross_attention_kwargs=kwargs).sample
+
+
+def test_only_cross_attention_is_switched(tiny_pipe):
+    processors = tiny_pipe.unet.attn_processors
+    cross = {f"{layer.name}.processor" for layer in cross_attention_layers(tiny_pipe.unet)}
+    assert len(cross) == 4
+    for key, processor in processors.items():
+        assert isinstance(processor, FaceCrafterAttnProcessor) == (key in cross)
+        assert isinstance(processor, FaceCrafterAttnProcessor) == key.endswith("attn2.processor")
+    # the K/V live in the control modules, not in the UNet's weights
+    assert not any("kv" in name or "lmk" in name for name in tiny_pipe.unet.state_dict())
+
+
+def test_zero_scales_equal_stock_attention_exactly(tiny_pipe, conditions):
+    unet = tiny_pipe.unet
+    latents, context, lmk, emo = _unet_inputs(tiny_pipe, conditions)
+    zeros = torch.zeros(3)
+    ours = _forward(unet, latents, context, lmk, emo, zeros, zeros)
+    unet.set_attn_processor(AttnProcessor2_0())
+    try:
+        with torch.no_grad():
+            stock = unet(latents, 500, encoder_hidden_states=context).sample
+    finally:
+        install_facecrafter_attention(unet, tiny_pipe.landmark, tiny_pipe.emotion)
+    assert (ours - stock).abs().max().item() == 0.0
+
+    # each branch switched on changes every sample's output
+    ones = torch.ones(3)
+    with_lmk = _forward(unet, latents, context, lmk, emo, ones, zeros)
+    with_emo = _forward(unet, latents, context, lmk, emo, zeros, ones)
+    for changed in (with_lmk, with_emo):
+        assert ((changed - stock).abs().flatten(1).max(dim=1).values > 1e-4).all()
+    assert (with_lmk - with_emo).abs().max() > 1e-4
+
+
+def test_per_sample_scales_match_each_sample_alone(tiny_pipe, conditions):
+    unet = tiny_pipe.unet
+    latents, context, lmk, emo = _unet_inputs(tiny_pipe, conditions, batch=4, seed=1)
+    lmk_scale = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    emo_scale = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    mixed = _forward(unet, latents, context, lmk, emo, lmk_scale, emo_scale)
+    for i in range(4):
+        s = slice(i, i + 1)
+        alone = _forward(unet, latents[s], context[s], lmk[s], emo[s], lmk_scale[s], emo_scale[s])
+        assert torch.allclose(mixed[s], alone, atol=1e-5, rtol=0), i
+    # and the four condition sets really differ from each other on identical inputs
+    same_inputs = _forward(
+        unet, latents[:1].expand(4, -1, -1, -1), context[:1].expand(4, -1, -1), lmk[:1].expand(4, -1, -1),
+        emo[:1].expand(4, -1, -1), lmk_scale, emo_scale,
+    )
+    diffs = [(same_inputs[0] - same_inputs[i]).abs().max().item() for i in (1, 2, 3)]
+    assert min(diffs) > 1e-4
+
+
+def test_fractional_scale_is_linear_in_the_branch(tiny_pipe, conditions):
+    """a_LMK scales Attn_LMK linearly before the output projection: f(0.5) = (f(0) + f(1)) / 2 per layer."""
+    unet = tiny_pipe.unet
+    latents, context, lmk, emo = _unet_inputs(tiny_pipe, conditions, batch=2, seed=2)
+    outs = {}
+    for scale in (0.0, 0.5, 1.0):
+        with record_attention(unet) as record:
+            _forward(unet, latents, context, lmk, emo, torch.full((2,), scale), torch.zeros(2))
+        outs[scale] = dict(record)
+    first = next(iter(outs[0.0]))  # the first cross-attention layer sees identical inputs for all scales
+    mid = (outs[0.0][first] + outs[1.0][first]) / 2
+    assert torch.allclose(outs[0.5][first], mid, atol=1e-5)
+
+
+def test_record_attention_collects_every_layer_with_gradients(tiny_pipe, conditions):
+    unet, landmark = tiny_pipe.unet, tiny_pipe.landmark
+    latents, context, _, emo = _unet_inputs(tiny_pipe, conditions, batch=2, seed=3)
+    images = conditions(2, tiny_pipe.landmark_image_size, seed=3)["landmark_images"]
+    landmark.requires_grad_(True)
+    try:
+        with record_attention(unet) as record:
+            tokens = landmark(images)
+            kwargs = {"lmk_tokens": tokens, "emo_tokens": emo, "lmk_scale": torch.ones(2), "emo_scale": torch.zeros(2)}
+            unet(latents, 500, encoder_hidden_states=context, cross_attention_kwargs=kwargs)
+        layers = [layer.name for layer in cross_attention_layers(unet)]
+        assert sorted(record) == sorted(layers)
+        for name, tensor in record.items():
+            module = unet.get_submodule(name)
+            assert tensor.shape[0] == 2 and tensor.shape[2] == module.to_q.out_features
+        sum(t.square().mean() for t in record.values()).backward()
+        kv = landmark.kv_for(layers[0])
+        assert kv.to_k.weight.grad is not None and kv.to_k.weight.grad.abs().sum() > 0
+        assert landmark.proj.weight.grad is not None and landmark.proj.weight.grad.abs().sum() > 0
+    finally:
+        landmark.requires_grad_(False)
+        landmark.zero_grad(set_to_none=True)
+    # outside the block nothing is recorded any more
+    assert all(p.recorder is None for p in unet.attn_processors.values() if isinstance(p, FaceCrafterAttnProcessor))
+
+
+def test_bad_scale_shape_is_a_user_error(tiny_pipe, conditions):
+    latents, context, lmk, emo = _unet_inputs(tiny_pipe, conditions, batch=2)
+    with pytest.raises(FacegenError, match="lmk_scale"):
+        _forward(tiny_pipe.unet, latents, context, lmk, emo, torch.ones(3), torch.zeros(2))

@@ -1,0 +1,141 @@
+"""Model folders: tiny preset determinism, save -> load round trip, Arc2Face published-layout assembly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from facegen.errors import FacegenError
+from facegen.model.loading import load_components, model_hash, read_model_info, save_components
+from facegen.model.pipeline import FaceCrafterPipeline
+from facegen.model.presets import assemble_arc2face_model, init_tiny_model
+
+LAYOUT = ("unet", "encoder", "vae", "tokenizer", "scheduler", "landmark", "emotion")
+
+
+def test_tiny_folder_layout_and_self_description(tiny_model_dir: Path):
+    info = json.loads((tiny_model_dir / "facegen.json").read_text())
+    assert info["format"] == "facegen-model" and info["format_version"] == 1
+    assert set(info["parts"]) == set(LAYOUT)
+    assert info["resolution"] == 64 and info["landmark_image_size"] == 64
+    for part in LAYOUT:
+        assert (tiny_model_dir / part).is_dir()
+    assert {p.name for p in (tiny_model_dir / "tokenizer").iterdir()} >= {"vocab.json", "merges.txt"}
+    vocab = json.loads((tiny_model_dir / "tokenizer" / "vocab.json").read_text())
+    assert {"photo</w>", "of</w>", "a</w>", "id</w>", "person</w>"} <= set(vocab)
+    # K/V live in the control-module files, not in the UNet file
+    landmark = load_file(tiny_model_dir / "landmark" / "diffusion_pytorch_model.safetensors")
+    assert sum(k.startswith("kv.") for k in landmark) == 4 * 2
+    unet = load_file(tiny_model_dir / "unet" / "diffusion_pytorch_model.safetensors")
+    assert not any("kv" in k for k in unet)
+
+
+def test_tiny_preset_is_deterministic_per_seed(tiny_model_dir: Path, tmp_path: Path):
+    same = init_tiny_model(tmp_path / "same", seed=0)
+    other = init_tiny_model(tmp_path / "other", seed=1)
+    assert model_hash(same) == model_hash(tiny_model_dir)
+    assert model_hash(other) != model_hash(tiny_model_dir)
+    with pytest.raises(FacegenError, match="not empty"):
+        init_tiny_model(same, seed=0)
+
+
+def test_save_load_round_trip_gives_identical_outputs(tiny_pipe, tiny_model_dir: Path, tmp_path: Path, conditions):
+    copy = save_components(load_components(tiny_model_dir), tmp_path / "copy")
+    for part in ("unet", "vae", "landmark", "emotion"):
+        a = load_file(next((tiny_model_dir / part).glob("*.safetensors")))
+        b = load_file(next((copy / part).glob("*.safetensors")))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    reloaded = FaceCrafterPipeline.from_pretrained(copy)
+    cond = conditions(2, 64, seed=3)
+    kwargs = dict(use_lmk=torch.tensor([True, False]), use_emo=torch.tensor([True, True]), seeds=[5, 6],
+                  num_inference_steps=3)
+    assert np.array_equal(tiny_pipe(**cond, **kwargs).images, reloaded(**cond, **kwargs).images)
+
+
+def test_bad_model_folders_are_user_errors(tmp_path: Path, tiny_model_dir: Path):
+    with pytest.raises(FacegenError, match="facegen.json"):
+        read_model_info(tmp_path)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "facegen.json").write_text(json.dumps({"name": "x", "resolution": -1, "landmark_image_size": 64}))
+    with pytest.raises(FacegenError, match="resolution"):
+        read_model_info(broken)
+    (broken / "facegen.json").write_text((tiny_model_dir / "facegen.json").read_text())
+    shutil.rmtree(broken / "emotion")
+    with pytest.raises(FacegenError, match="emotion"):
+        read_model_info(broken)
+
+
+# --- Arc2Face published layout ----------------------------------------------------------------
+
+
+def write_published_layout(tiny_model_dir: Path, root: Path) -> tuple[Path, Path]:
+    """Arc2Face's hub layout (encoder as a transformers-4.x pytorch_model.bin) + an SD1.5 folder."""
+    arc2face, sd15 = root / "arc2face-hub", root / "sd15"
+    (arc2face / "arc2face").mkdir(parents=True)
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        shutil.copyfile(tiny_model_dir / "unet" / name, arc2face / "arc2face" / name)
+    (arc2face / "encoder").mkdir()
+    shutil.copyfile(tiny_model_dir / "encoder" / "config.json", arc2face / "encoder" / "config.json")
+    flat = load_file(tiny_model_dir / "encoder" / "model.safetensors")
+    state = {("text_model." + k.removeprefix("text_model.")): v for k, v in flat.items()}
+    state["text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    torch.save(state, arc2face / "encoder" / "pytorch_model.bin")
+    (sd15 / "tokenizer").mkdir(parents=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copyfile(tiny_model_dir / "tokenizer" / name, sd15 / "tokenizer" / name)
+    shutil.copytree(tiny_model_dir / "vae", sd15 / "vae")
+    shutil.copytree(tiny_model_dir / "scheduler", sd15 / "scheduler")
+    return arc2face, sd15
+
+
+def test_assemble_from_published_layout(tiny_pipe, tiny_model_dir: Path, tmp_path: Path, conditions):
+    arc2face, sd15 = write_published_layout(tiny_model_dir, tmp_path)
+    out = assemble_arc2face_model(arc2face, sd15, tmp_path / "model")
+    assert not list((out / "encoder").glob("*.bin")) and (out / "encoder" / "model.safetensors").is_file()
+    comps = load_components(out)
+    ids = conditions(2, 64)["id_embeds"]
+    with torch.no_grad():
+        assert torch.equal(comps.identity_encoder(ids), tiny_pipe.identity_encoder(ids))
+    for (k, a), (k2, b) in zip(comps.unet.state_dict().items(), tiny_pipe.unet.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    # fresh control modules start with zero values: switching a branch on changes nothing yet
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        context = comps.identity_encoder(ids)
+        tokens = comps.landmark(torch.rand(2, 3, 256, 256))
+        emo = comps.emotion(torch.rand(2, 10))
+
+        def run(scale):
+            kwargs = {"lmk_tokens": tokens, "emo_tokens": emo, "lmk_scale": scale, "emo_scale": scale}
+            return comps.unet(latents, 300, encoder_hidden_states=context, cross_attention_kwargs=kwargs).sample
+
+        assert torch.equal(run(torch.ones(2)), run(torch.zeros(2)))
+    assert read_model_info(out).landmark_image_size == 256
+
+
+def test_assembly_names_every_missing_file(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "s").mkdir()
+    with pytest.raises(FacegenError) as err:
+        assemble_arc2face_model(tmp_path / "a", tmp_path / "s", tmp_path / "out")
+    message = str(err.value)
+    for name in ("arc2face/config.json", "arc2face/diffusion_pytorch_model.safetensors", "encoder/pytorch_model.bin",
+                 "vae/config.json", "tokenizer/vocab.json", "tokenizer/merges.txt", "scheduler/scheduler_config.json"):
+        assert name in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_encoder_bin_is_loaded_without_arbitrary_pickles(tiny_model_dir: Path, tmp_path: Path):
+    arc2face, sd15 = write_published_layout(tiny_model_dir, tmp_path)
+    torch.save({"text_model.final_layer_norm.weight": os.getcwd}, arc2face / "encoder" / "pytorch_model.bin")
+    with pytest.raises(FacegenError, match="pytorch_model.bin"):
+        assemble_arc2face_model(arc2face, sd15, tmp_path / "model")
+    assert not (tmp_path / "model").exists()

@@ -1,0 +1,80 @@
+"""Stage configs: the shipped YAMLs validate; bad input is a one-line FacegenError; overrides apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facegen.errors import FacegenError
+from facegen.train.config import load_stage_config, stage_config_from_dict
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = {"data": "d", "model": "m", "output": "o", "steps": 10, "batch_size": 4}
+
+
+@pytest.mark.parametrize("stage,file", [("pretrain-lmk", "pretrain_lmk.yaml"), ("pretrain-emo", "pretrain_emo.yaml"), ("joint", "joint.yaml")])
+def test_shipped_configs_validate(stage, file):
+    cfg = load_stage_config(REPO / "training" / file, stage)
+    assert cfg.stage == stage
+    assert cfg.batch_size == 16 and cfg.mixed_precision == "bf16"
+    assert Path(cfg.data).is_absolute() and Path(cfg.storage_path).is_absolute()
+    if stage == "joint":
+        assert cfg.lambda_ad == pytest.approx(5e-4)
+        assert cfg.replicas == 16 and cfg.items_per_batch == 1
+        assert cfg.init_landmark and cfg.init_emotion
+
+
+def test_tiny_cpu_config_serves_every_stage():
+    for stage in ("pretrain-lmk", "pretrain-emo", "joint"):
+        cfg = load_stage_config(REPO / "training" / "tiny_cpu.yaml", stage, {"steps": 3, "ray.num_workers": 2})
+        assert cfg.stage == stage and cfg.steps == 3 and cfg.ray.num_workers == 2 and not cfg.ray.use_gpu
+
+
+def test_yaml_bare_no_means_no_mixed_precision(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: d\nmodel: m\noutput: o\nsteps: 1\nbatch_size: 2\nmixed_precision: no\n")
+    assert load_stage_config(path, "pretrain-lmk").mixed_precision == "no"
+
+
+@pytest.mark.parametrize(
+    "raw,needle",
+    [
+        ({**BASE, "steps": 0}, "'steps'"),
+        ({**BASE, "lr": "fast"}, "'lr'"),
+        ({**BASE, "mixed_precision": "fp8"}, "'mixed_precision'"),
+        ({**BASE, "bogus": 1}, "'bogus'"),
+        ({**BASE, "ray": {"num_workers": 0}}, "'ray.num_workers'"),
+        ({**BASE, "batch_size": 6, "mixed": {"replicas": 4}}, "replicas"),
+        ({**BASE, "run": {"name": "a/b"}}, "'run.name'"),
+    ],
+)
+def test_bad_values_are_one_line_errors(raw, needle):
+    with pytest.raises(FacegenError) as err:
+        stage_config_from_dict(raw, "joint", source="joint.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg and needle in msg and msg.startswith("joint.yaml")
+
+
+def test_stage_mismatch_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(FacegenError, match="'stage' is 'joint'"):
+        stage_config_from_dict({**BASE, "stage": "joint"}, "pretrain-emo")
+    with pytest.raises(FacegenError, match="not found"):
+        load_stage_config(tmp_path / "none.yaml", "joint")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1, 2\n")
+    with pytest.raises(FacegenError, match="not valid YAML at line"):
+        load_stage_config(bad, "joint")
+
+
+def test_overrides_and_derived_values(tmp_path):
+    cfg = stage_config_from_dict(
+        BASE, "joint", overrides={"ray.num_workers": 2, "run.storage_path": "st", "mixed.replicas": 2, "lr": None},
+        base_dir=tmp_path,
+    )
+    assert cfg.ray.num_workers == 2 and cfg.lr == pytest.approx(1e-4)
+    assert cfg.storage_path == str(tmp_path / "st") and cfg.run_name == "joint"
+    assert cfg.replicas == 2 and cfg.items_per_batch == 2
+    lmk = stage_config_from_dict(BASE, "pretrain-lmk")
+    assert lmk.replicas == 1 and lmk.items_per_batch == 4
+    assert stage_config_from_dict({**BASE, "run": {"storage_path": "s3://b/p"}}, "joint").storage_path == "s3://b/p"

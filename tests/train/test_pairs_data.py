@@ -1,0 +1,134 @@
+"""Pairing rules, fallbacks, worker sharding without duplicates, resumable data position, sample tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facegen.errors import FacegenError
+from facegen.train.config import PairingConfig
+from facegen.train.data import PairStream, SampleBuilder, TarImages, load_labels
+from facegen.train.pairs import build_pair_index, expression_descriptors, expression_distances
+
+
+@pytest.fixture(scope="module")
+def labels(extracted_dir):
+    return load_labels(extracted_dir)
+
+
+def _pose(labels, a, b):
+    return abs(labels.yaw[a] - labels.yaw[b]) + abs(labels.pitch[a] - labels.pitch[b])
+
+
+def _expr(labels, a, b):
+    rows = labels.iloc[[a, b]]
+    desc = expression_descriptors(np.stack(rows.landmarks.to_numpy()), rows.yaw, rows.pitch, rows.roll)
+    return expression_distances(desc)[0, 1]
+
+
+def test_expression_distance_ignores_pose_but_sees_the_mouth(labels):
+    from facegen.conditions.pose import rotate_landmarks
+    from facegen.conditions.template import neutral_template
+
+    t = neutral_template().astype(np.float64)
+    turned = rotate_landmarks(t, 30, -10, 5)
+    opened = t.copy()
+    opened[t[:, 1] > np.quantile(t[:, 1], 0.8), 1] += 0.06
+    desc = expression_descriptors(np.stack([t, turned, opened]), [0, 30, 0], [0, -10, 0], [0, 5, 0])
+    d = expression_distances(desc)
+    assert d[0, 1] < 1e-4 < 0.05 < d[0, 2]
+
+
+def test_lmk_partners_same_identity_other_image_differing_pose_or_expression(labels):
+    cfg = PairingConfig()
+    index = build_pair_index(labels, "pretrain-lmk", cfg)
+    assert index.fallbacks == 0
+    for t in range(len(labels)):
+        cand = index.candidates(t)
+        assert len(cand) > 0 and t not in cand
+        for p in cand:
+            assert labels.identity[p] == labels.identity[t]
+            assert _pose(labels, t, p) >= cfg.lmk_min_pose_deg or _expr(labels, t, p) >= cfg.lmk_min_expression
+
+
+def test_emo_partners_other_expression_same_pose(labels):
+    cfg = PairingConfig()
+    index = build_pair_index(labels, "pretrain-emo", cfg)
+    assert index.fallbacks == 0
+    for t in range(len(labels)):
+        for p in index.candidates(t):
+            assert p != t and labels.identity[p] == labels.identity[t]
+            assert _pose(labels, t, p) <= cfg.emo_max_pose_deg
+            assert labels.emotion[p] != labels.emotion[t] or _expr(labels, t, p) >= cfg.emo_min_expression
+
+
+def test_fallbacks(labels):
+    # identity person0 reduced to one image -> self-pair; EMO with an impossible pose window -> closest pose
+    one = labels[(labels.identity != "person0") | (labels.key == labels.key[labels.identity == "person0"].iloc[0])]
+    one = one.reset_index(drop=True)
+    idx = build_pair_index(one, "pretrain-lmk", PairingConfig())
+    solo = int(np.flatnonzero(one.identity == "person0")[0])
+    assert list(idx.candidates(solo)) == [solo] and idx.fallbacks == 1
+    strict = build_pair_index(labels, "pretrain-emo", PairingConfig(emo_max_pose_deg=0.0))
+    assert strict.fallbacks == len(labels)
+    for t in range(len(labels)):
+        (p,) = strict.candidates(t)
+        same = np.flatnonzero((labels.identity == labels.identity[t]).to_numpy() & (np.arange(len(labels)) != t))
+        other_expr = [q for q in same if labels.emotion[q] != labels.emotion[t]]
+        assert p in other_expr and _pose(labels, t, p) == min(_pose(labels, t, q) for q in other_expr)
+
+
+def test_stream_shards_without_duplicates_and_resumes(labels):
+    index = build_pair_index(labels, "joint", PairingConfig())
+    n = len(labels)
+    world, items = 2, 3
+    streams = [PairStream(n, index, seed=7, world_rank=r, world_size=world) for r in range(world)]
+    cursor, seen = 0, []
+    for _ in range(n // (world * items)):  # exactly one epoch
+        step_positions = []
+        for s in streams:
+            drawn, nxt = s.draw(cursor, items)
+            step_positions += [d.position for d in drawn]
+            seen += [d.target for d in drawn]
+        assert len(set(step_positions)) == world * items
+        cursor = nxt
+    assert sorted(seen) == list(range(n))  # every target once per epoch, no duplicates across workers
+    # a fresh stream (resumed process) at a saved cursor draws the same items and partners
+    again = PairStream(n, index, seed=7, world_rank=1, world_size=world)
+    a, _ = streams[1].draw(cursor, items)
+    b, _ = again.draw(cursor, items)
+    assert a == b
+    # another seed reshuffles
+    other = PairStream(n, index, seed=8, world_rank=0, world_size=1)
+    assert [d.target for d in other.draw(0, n)[0]] != [d.target for d in PairStream(n, index, 7).draw(0, n)[0]]
+
+
+def test_sample_builder_tensors(labels, extracted_dir):
+    from facegen.conditions.masks import face_mask
+
+    index = build_pair_index(labels, "joint", PairingConfig())
+    builder = SampleBuilder(labels, TarImages(extracted_dir), resolution=32, landmark_image_size=48)
+    drawn, _ = PairStream(len(labels), index, 0).draw(0, 2)
+    batch = builder.build(drawn)
+    assert batch.images.shape == (2, 3, 32, 32) and -1 <= batch.images.min() and batch.images.max() <= 1
+    assert batch.landmark_images.shape == (2, 3, 48, 48) and batch.landmark_images.max() > 0.5
+    assert batch.emotions.shape == (2, 10) and batch.face_masks.shape == (2, 32, 32)
+    d = drawn[0]
+    tgt = labels.iloc[d.target]
+    np.testing.assert_allclose(batch.id_embeds[0].numpy(), np.asarray(labels.embedding[d.partner]), atol=1e-5)
+    np.testing.assert_allclose(batch.emotions[0, :2].numpy(), [tgt.valence, tgt.arousal], atol=1e-6)
+    expected_mask = face_mask(np.asarray(tgt.landmarks).reshape(478, 3), 32)
+    assert (batch.face_masks[0].numpy() > 0.5).tolist() == expected_mask.tolist()
+    rep = batch.repeat_interleave(3)
+    assert rep.images.shape[0] == 6 and rep.positions[:3] == [d.position] * 3
+
+
+def test_bad_data_folder_errors(tmp_path, extracted_dir):
+    with pytest.raises(FacegenError, match="labels.parquet"):
+        load_labels(tmp_path)
+    pd.DataFrame({"key": ["a"]}).to_parquet(tmp_path / "labels.parquet")
+    with pytest.raises(FacegenError, match="missing column"):
+        load_labels(tmp_path)
+    with pytest.raises(FacegenError, match="no .tar shards"):
+        TarImages(tmp_path)

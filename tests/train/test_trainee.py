@@ -1,0 +1,111 @@
+"""Per-stage trainable parameters (by name) and where the AD-loss gradient goes, on the tiny model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facegen.model.attention import cross_attention_layers
+from facegen.model.loading import load_components
+from facegen.train.config import stage_config_from_dict
+from facegen.train.losses import SETTING_NAMES, setting_counts
+from facegen.train.loop import micro_switches, step_generator
+from facegen.train.trainee import StepInputs, Trainee
+
+
+def _expected_names(components, stage):
+    lmk = {f"landmark.{n}" for n, _ in components.landmark.named_parameters()}
+    emo = {f"emotion.{n}" for n, _ in components.emotion.named_parameters()}
+    enc = {f"identity_encoder.text_encoder.{n}" for n, _ in components.text_encoder.named_parameters()}
+    return {"pretrain-lmk": lmk, "pretrain-emo": emo, "joint": lmk | emo | enc}[stage]
+
+
+@pytest.mark.parametrize("stage", ["pretrain-lmk", "pretrain-emo", "joint"])
+def test_trainable_parameter_names(tiny_model_dir, stage):
+    components = load_components(tiny_model_dir)
+    layers = [layer.name for layer in cross_attention_layers(components.unet)]
+    trainee = Trainee(components, stage)
+    trainable = {n for n, p in trainee.named_parameters() if p.requires_grad}
+    assert trainable == _expected_names(components, stage)
+    # the per-layer K/V of the stage's branch(es) are in, one pair per cross-attention layer
+    branches = {"pretrain-lmk": ["landmark"], "pretrain-emo": ["emotion"], "joint": ["landmark", "emotion"]}[stage]
+    for branch in branches:
+        for i in range(len(layers)):
+            assert {f"{branch}.kv.{i}.to_k.weight", f"{branch}.kv.{i}.to_v.weight"} <= trainable
+    assert not any(n.startswith(("unet.", "vae.")) for n in trainable)
+    token_embedding = [n for n in trainable if n.startswith("identity_encoder.") and n.endswith("token_embedding.weight")]
+    assert len(token_embedding) == (stage == "joint")
+    assert set(trainee.trainable_state_dict()) == trainable
+    assert all(not p.requires_grad for p in components.unet.parameters())
+
+
+def _joint_inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    switches = torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]] * 2, dtype=torch.float32)
+    masks = torch.zeros(8, 64, 64)
+    masks[:, 8:56, 12:52] = 1
+    emb = torch.nn.functional.normalize(torch.randn(2, 512, generator=g), dim=1)
+    return StepInputs(
+        images=(torch.rand(2, 3, 64, 64, generator=g) * 2 - 1).repeat_interleave(4, 0),
+        id_embeds=emb.repeat_interleave(4, 0),
+        landmark_images=torch.rand(2, 3, 64, 64, generator=g).repeat_interleave(4, 0),
+        emotions=torch.rand(2, 10, generator=g).repeat_interleave(4, 0),
+        face_masks=masks,
+        switches=switches,
+        groups=torch.arange(2).repeat_interleave(4),
+    )
+
+
+def test_ad_loss_gradient_reaches_only_trainable_parts(tiny_model_dir):
+    components = load_components(tiny_model_dir)
+    trainee = Trainee(components, "joint", lambda_ad=1.0)
+    out = trainee(_joint_inputs(), torch.Generator().manual_seed(0))
+    assert out["ad_loss"] > 0
+    params = dict(trainee.named_parameters())
+    ad = out["loss"] - out["diffusion_loss"]  # lambda_AD * L_AD with the graph kept
+    ad.backward()
+    for name, p in params.items():
+        if not p.requires_grad:
+            assert p.grad is None, name
+    touched = {name.split(".")[0] for name, p in params.items() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert touched == {"landmark", "emotion", "identity_encoder"}
+    for i in range(len(components.landmark.kv)):
+        assert params[f"landmark.kv.{i}.to_v.weight"].grad.abs().sum() > 0
+        assert params[f"emotion.kv.{i}.to_k.weight"].grad.abs().sum() > 0
+
+
+def test_pretrain_stages_switch_only_their_branch(tiny_model_dir):
+    components = load_components(tiny_model_dir)
+    inputs = _joint_inputs()
+    for stage, branch in (("pretrain-lmk", "landmark"), ("pretrain-emo", "emotion")):
+        trainee = Trainee(components, stage)
+        cfg = stage_config_from_dict({"data": "d", "model": "m", "output": "o", "steps": 1, "batch_size": 8}, stage)
+        inputs.switches = micro_switches(cfg, torch.Generator().manual_seed(0))
+        inputs.groups = torch.arange(8)
+        trainee.zero_grad()
+        out = trainee(inputs, torch.Generator().manual_seed(0))
+        assert out["ad_loss"] == 0
+        out["loss"].backward()
+        with_grad = {n.split(".")[0] for n, p in trainee.named_parameters() if p.grad is not None}
+        assert with_grad == {branch}
+
+
+def test_logged_switch_settings_have_equal_frequencies():
+    """The joint loop's per-micro-step switch draws (as logged) hit the four sets equally often."""
+    cfg = stage_config_from_dict({"data": "d", "model": "m", "output": "o", "steps": 1, "batch_size": 16}, "joint")
+    totals = dict.fromkeys(SETTING_NAMES, 0)
+    batches_with_all = 0
+    for step in range(1, 301):
+        sw = micro_switches(cfg, step_generator(cfg.seed, step, 0, 0))
+        counts = setting_counts(sw)
+        batches_with_all += all(counts.values())
+        for k, v in counts.items():
+            totals[k] += v
+    expected = 300 * 16 / 4
+    chi2 = sum((v - expected) ** 2 / expected for v in totals.values())
+    assert chi2 < 16.27, totals  # chi-square, 3 dof, p = 0.001
+    assert batches_with_all > 200  # P(all four in a batch of 16) ~ 0.96
+    # different steps draw different settings; the same step the same ones (resumable)
+    a = micro_switches(cfg, step_generator(0, 5, 0, 0))
+    assert torch.equal(a, micro_switches(cfg, step_generator(0, 5, 0, 0)))
+    assert not torch.equal(a, micro_switches(cfg, step_generator(0, 6, 0, 0)))
