@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 
 from pathlib import Path
@@ -15,17 +14,10 @@ from facegen.errors import FacegenError
 RUN_INCOMPLETE = 1  # exit code when shards or samples failed (user errors exit 2)
 
 
-def _sigterm_as_interrupt() -> None:
-    # `ray job stop` and schedulers send SIGTERM: stop as cleanly as on Ctrl-C.
-    def handler(signum, frame):  # type: ignore[no-untyped-def]
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def balance(
     manifest: Annotated[Path, typer.Option("--manifest", "-m", help="Manifest YAML: what to generate.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Dataset folder or fsspec URL (s3://bucket/ds). Re-running resumes.")],
+    model: Annotated[Optional[str], typer.Option(help="Model folder (or `tiny`) replacing the manifest's `model:`, e.g. where cluster nodes keep the weights. Weights are identified by hash, so resuming still works.")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (e.g. auto or ray://head:10001); default: start a local Ray.")] = None,
     num_actors: Annotated[Optional[int], typer.Option(help="Actors (model replicas). Default: GPUs / --gpus-per-actor, or 1 on CPU.")] = None,
     gpus_per_actor: Annotated[Optional[float], typer.Option(help="GPUs per actor (0 = CPU; 0.5 packs two actors per GPU). Default: 1 if the cluster has GPUs.")] = None,
@@ -43,10 +35,10 @@ def balance(
 
     if dtype is not None and dtype not in ("float32", "float16", "bfloat16"):
         raise FacegenError(f"unknown dtype {dtype!r}; use float32, float16 or bfloat16", where="--dtype")
-    _sigterm_as_interrupt()
     cfg = BalanceConfig(
         manifest=manifest,
         out=out,
+        model=model,
         distributor="in-process" if in_process else "ray",
         address=address,
         num_actors=num_actors,
@@ -58,8 +50,14 @@ def balance(
         device=device,
         dtype=dtype,
         reports=reports,
+        sigterm_as_interrupt=True,
     )
-    result = run_balance(cfg)
+    try:
+        result = run_balance(cfg)
+    except KeyboardInterrupt:
+        # Raised here, not left to typer: typer turns it into an exit code that main() does not return.
+        typer.echo("interrupted: finished shards are kept; re-run the same command to resume", err=True)
+        raise SystemExit(130) from None
     s = result.summary
     rate = f", {s['images_per_second']:.2f} img/s" if s.get("images_per_second") else ""
     typer.echo(
@@ -69,7 +67,7 @@ def balance(
     )
     if not result.complete:
         typer.echo("incomplete: see summary.json and failures.parquet; re-run the same command to retry", err=True)
-        raise typer.Exit(RUN_INCOMPLETE)
+        raise SystemExit(RUN_INCOMPLETE)  # main() drops typer.Exit codes (standalone_mode=False)
 
 
 def inspect(
@@ -82,7 +80,7 @@ def inspect(
     report = inspect_dataset(dataset, check_hashes=hashes)
     typer.echo(format_report(report))
     if not report.ok:
-        raise typer.Exit(RUN_INCOMPLETE)
+        raise SystemExit(RUN_INCOMPLETE)  # main() drops typer.Exit codes (standalone_mode=False)
 
 
 export_app = typer.Typer(help="Export a dataset to other layouts.", no_args_is_help=True)
@@ -126,7 +124,7 @@ def submit(
     except FileNotFoundError:
         raise FacegenError("the `ray` command is not on PATH; install facegen (it brings ray[default]) in this environment", where="submit") from None
     if code:
-        raise typer.Exit(code)
+        raise SystemExit(code)
 
 
 def register(app: typer.Typer) -> None:

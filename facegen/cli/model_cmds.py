@@ -47,7 +47,7 @@ def init(
 
 def info(model_dir: Path = typer.Argument(..., help="Model folder (with facegen.json).")) -> None:
     """Print a model folder's description and parameter counts per module."""
-    from facegen.model.info import count_model_parameters
+    from facegen.model.info import LMK_BUDGET, LMK_EMO_BUDGET, count_model_parameters
     from facegen.model.loading import model_hash
 
     meta, counts = count_model_parameters(model_dir)
@@ -61,6 +61,12 @@ def info(model_dir: Path = typer.Argument(..., help="Model folder (with facegen.
         typer.echo(f"{c.part:<10}{c.total:>14,}{extra}")
     control = sum(c.total for c in counts if c.part in ("landmark", "emotion"))
     typer.echo(f"{'controls':<10}{control:>14,}  (landmark + emotion, incl. their K/V)")
+    lmk = next(c.total for c in counts if c.part == "landmark")
+    verdict = "within" if lmk <= LMK_BUDGET and control <= LMK_EMO_BUDGET else "OVER"
+    typer.echo(
+        f"budget    {verdict} the paper's Table-1 budget: landmark {lmk:,} <= {LMK_BUDGET:,}, "
+        f"landmark + emotion {control:,} <= {LMK_EMO_BUDGET:,}"
+    )
 
 
 def generate(

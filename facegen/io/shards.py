@@ -13,6 +13,7 @@ import io
 import json
 import os
 import socket
+import tarfile
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -21,8 +22,6 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
-
 from facegen.io.fs import TEMP_MARK, Location, temporary_name
 from facegen.io.samples import Sample, SampleFailure, check_key
 
@@ -145,11 +144,11 @@ def write_shard(
     try:
         with root.open(tmp_tar, "wb") as raw:
             hashing = _HashingWriter(raw)
-            tar = wds.TarWriter(hashing, encoder=False, mtime=TAR_MTIME)
+            tar = TarSampleWriter(hashing)
             try:
                 _write_samples(tar, samples, shard, rows, failed)
             except BaseException:
-                _abandon(tar)
+                tar.abandon()
                 raise
             tar.close()
         tar_sha, tar_bytes = hashing.sha.hexdigest(), hashing.bytes
@@ -190,8 +189,40 @@ def write_shard(
         raise
 
 
+class TarSampleWriter:
+    """Streams samples into a WebDataset tar: members ``KEY.EXT`` in sorted extension order (as
+    ``webdataset.TarWriter`` orders them), plain USTAR headers with fixed mtime/owner/mode so equal samples
+    give byte-identical tars. Stdlib ``tarfile``: writing a shard does not import torch (webdataset does),
+    which keeps model-free actors light."""
+
+    def __init__(self, fileobj: Any) -> None:
+        self.tar = tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.USTAR_FORMAT)
+
+    def write(self, key: str, files: dict[str, bytes]) -> None:
+        for ext in sorted(files):
+            data = files[ext]
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise ValueError(f"sample {key!r}: file {ext!r} is {type(data).__name__}, expected bytes")
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size = len(data)
+            info.mtime = TAR_MTIME
+            info.mode = 0o444
+            info.uname = info.gname = "bigdata"
+            self.tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> None:
+        self.tar.close()
+
+    def abandon(self) -> None:
+        """Drop an unfinished tar without flushing its tail into the (soon closed) file."""
+        self.tar.closed = True
+        stream = getattr(self.tar, "fileobj", None)
+        if stream is not None and hasattr(stream, "closed"):
+            stream.closed = True
+
+
 def _write_samples(
-    tar: wds.TarWriter,
+    tar: TarSampleWriter,
     samples: Iterable[Sample | SampleFailure],
     shard: int,
     rows: list[dict[str, Any]],
@@ -206,19 +237,11 @@ def _write_samples(
             failed.append({"key": item.key, "error": item.error})
             continue
         check_key(item.key)
-        tar.write({"__key__": item.key, **item.files})
+        tar.write(item.key, item.files)
         row = {k: _plain(v) for k, v in item.label.items()}
         row.setdefault("key", item.key)
         row.setdefault("shard", shard)
         rows.append(row)
-
-
-def _abandon(tar: wds.TarWriter) -> None:
-    # An unfinished stream tar would flush its tail into the (closed) file when garbage-collected.
-    tar.tarstream.closed = True
-    stream = getattr(tar.tarstream, "fileobj", None)
-    if stream is not None and hasattr(stream, "closed"):
-        stream.closed = True
 
 
 def _infer_schema(rows: list[dict[str, Any]]) -> pa.Schema:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -311,8 +311,3 @@ def plan_summary(manifest: Manifest, layout: _Layout, num_identities: int) -> di
         summary["emotion"]["after"] = layout.topup.after.tolist()
     return summary
 
-
-def summary_as_dict(info: PlanInfo) -> dict:
-    """PlanInfo as JSON-friendly data (paths as strings)."""
-    d = asdict(info)
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}

@@ -1,6 +1,23 @@
-"""FaceCrafter model core on diffusers: Arc2Face identity encoder, control modules, switched
-cross-attention, the eq.-6 pipeline, model folders (load/save/presets).
+"""FaceCrafter model core on diffusers.
 
+Parts (one job each):
+  identity.py   `IdentityEncoder`: Arc2Face scheme, ArcFace (B, 512) -> CLIP context (B, 77, W)
+  controls.py   `LandmarkControlModule` (CNN), `EmotionControlModule` (MLP); each owns its per-layer K/V
+  attention.py  `FaceCrafterAttnProcessor` (eq. 1, per-sample a_LMK / a_EMO), `record_attention(unet)`
+  pipeline.py   `FaceCrafterPipeline` (batched eq. 6, per-sample seeds), `GuidanceWeights`
+  loading.py    model folder (`facegen.json` + parts): `load_components`, `save_components`, `model_hash`
+  presets.py    `init_tiny_model`, `assemble_arc2face_model`, SD1.5-size configs
+  info.py       parameter counts (`facegen model info`) and the SD1.5-size budget
+
+Typical use::
+
+    pipe = FaceCrafterPipeline.from_pretrained(model_dir)            # or init_tiny_model(dir) first
+    out = pipe(id_embeds, landmark_images, emotions, use_lmk, use_emo, seeds=[...])
+    out.images  # uint8 (B, H, W, 3); out.settings: per-sample resolved settings
+
+Training: `comps = load_components(model_dir)`; trainable parts are `comps.landmark`, `comps.emotion`
+(incl. their K/V) and `comps.identity_encoder.text_encoder`; pass tokens and per-sample scales through
+`cross_attention_kwargs={"lmk_tokens", "emo_tokens", "lmk_scale", "emo_scale"}`; `save_components`.
 Imports are lazy so `import facegen.model` stays cheap for the CLI.
 """
 

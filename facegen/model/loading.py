@@ -19,6 +19,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +28,7 @@ from typing import Any, Literal
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
+from safetensors import SafetensorError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -129,17 +132,17 @@ def load_components(
     def part(name: str) -> str:
         return str(model_dir / info.parts[name])
 
-    # (diffusers warns about casting whenever torch_dtype is given, so only pass it when it matters)
-    dtype_kw = {} if torch_dtype == torch.float32 else {"torch_dtype": torch_dtype}
+    dtype_kw = {"torch_dtype": torch_dtype}
     try:
-        unet = UNet2DConditionModel.from_pretrained(part("unet"), use_safetensors=True, **dtype_kw)
-        text_encoder = CLIPTextModel.from_pretrained(part("encoder"), use_safetensors=True, dtype=torch_dtype)
-        tokenizer = CLIPTokenizer.from_pretrained(part("tokenizer"))
-        vae = AutoencoderKL.from_pretrained(part("vae"), use_safetensors=True, **dtype_kw)
-        landmark = LandmarkControlModule.from_pretrained(part("landmark"), use_safetensors=True, **dtype_kw)
-        emotion = EmotionControlModule.from_pretrained(part("emotion"), use_safetensors=True, **dtype_kw)
+        with quiet_transformers():
+            unet = UNet2DConditionModel.from_pretrained(part("unet"), use_safetensors=True, **dtype_kw)
+            text_encoder = CLIPTextModel.from_pretrained(part("encoder"), use_safetensors=True, dtype=torch_dtype)
+            tokenizer = CLIPTokenizer.from_pretrained(part("tokenizer"))
+            vae = AutoencoderKL.from_pretrained(part("vae"), use_safetensors=True, **dtype_kw)
+            landmark = LandmarkControlModule.from_pretrained(part("landmark"), use_safetensors=True, **dtype_kw)
+            emotion = EmotionControlModule.from_pretrained(part("emotion"), use_safetensors=True, **dtype_kw)
         scheduler_config = _read_scheduler_config(Path(part("scheduler")))
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise FacegenError(f"cannot load the model: {str(exc).splitlines()[0]}", where=str(model_dir)) from None
     install_facecrafter_attention(unet, landmark, emotion)
     identity = IdentityEncoder(text_encoder, tokenizer, info.id_prompt, info.id_token)
@@ -158,7 +161,8 @@ def save_components(components: FaceCrafterComponents, out_dir: str | Path, *, o
     with staged_dir(out_dir, overwrite=overwrite) as tmp:
         info = components.info
         _save_unet_stock(components.unet, tmp / info.parts["unet"])
-        components.text_encoder.save_pretrained(tmp / info.parts["encoder"], safe_serialization=True)
+        with quiet_transformers():
+            components.text_encoder.save_pretrained(tmp / info.parts["encoder"], safe_serialization=True)
         components.tokenizer.save_pretrained(tmp / info.parts["tokenizer"])
         components.vae.save_pretrained(tmp / info.parts["vae"], safe_serialization=True)
         components.landmark.save_pretrained(tmp / info.parts["landmark"], safe_serialization=True)
@@ -168,6 +172,20 @@ def save_components(components: FaceCrafterComponents, out_dir: str | Path, *, o
         (scheduler_dir / "scheduler_config.json").write_text(json.dumps(components.scheduler_config, indent=2))
         write_model_info(info, tmp)
     return out_dir
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide transformers' per-file progress bars (loading/saving) inside the block."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _save_unet_stock(unet: UNet2DConditionModel, path: Path) -> None:
@@ -194,6 +212,8 @@ class staged_dir:
     def __init__(self, out_dir: Path, *, overwrite: bool = False) -> None:
         self.out_dir = Path(out_dir)
         self.overwrite = overwrite
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise FacegenError("output path exists and is a file; choose a folder path for --out", where=str(out_dir))
         if self.out_dir.exists() and any(self.out_dir.iterdir()) and not overwrite:
             raise FacegenError("output folder exists and is not empty; choose a new --out", where=str(out_dir))
 
@@ -219,8 +239,19 @@ class staged_dir:
 _HASH_CACHE: dict[tuple, str] = {}
 
 
+def _info_without_provenance(path: Path) -> bytes:
+    # `source` records where parts came from (paths, training history): provenance, not behaviour.
+    info = json.loads(path.read_text())
+    info.pop("source", None)
+    return json.dumps(info, sort_keys=True).encode()
+
+
 def model_hash(model_dir: str | Path) -> str:
-    """sha256 over every file's relative path and bytes (first 16 hex chars); cached per file stats."""
+    """sha256 over every file's relative path and bytes (first 16 hex chars); cached per file stats.
+
+    `facegen.json`'s `source` (provenance) is left out, so the same weights in another folder or
+    assembled from another download path hash the same.
+    """
     model_dir = Path(model_dir).resolve()
     files = sorted(p for p in model_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
     stats = tuple((str(p.relative_to(model_dir)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
@@ -229,6 +260,9 @@ def model_hash(model_dir: str | Path) -> str:
         digest = hashlib.sha256()
         for path in files:
             digest.update(str(path.relative_to(model_dir)).encode() + b"\0")
+            if path.name == INFO_FILE and path.parent == model_dir:
+                digest.update(_info_without_provenance(path))
+                continue
             with path.open("rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)

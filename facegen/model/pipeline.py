@@ -216,6 +216,8 @@ class FaceCrafterPipeline:
             if landmark_images is None or tuple(landmark_images.shape) != (batch, 3, size, size):
                 got = None if landmark_images is None else tuple(landmark_images.shape)
                 raise FacegenError(f"must have shape ({batch}, 3, {size}, {size}); got {got}", where="landmark_images")
+            if not torch.is_floating_point(landmark_images):
+                raise FacegenError(f"must be float in [0, 1]; got {landmark_images.dtype}", where="landmark_images")
         if use_emo.any() and (emotions is None or tuple(emotions.shape) != (batch, EMOTION_VECTOR_DIM)):
             got = None if emotions is None else tuple(emotions.shape)
             raise FacegenError(f"must have shape ({batch}, {EMOTION_VECTOR_DIM}); got {got}", where="emotions")
@@ -239,9 +241,10 @@ class FaceCrafterPipeline:
             from tqdm.auto import tqdm
 
             timesteps = tqdm(timesteps, desc="denoising")
+        # Latents, guidance and scheduler math stay float32; only the networks run in the model dtype.
         for t in timesteps:
-            model_input = sched.scale_model_input(latents, t)
-            eps_rows = self.unet_rows(model_input, t, plan, conditions)
+            model_input = sched.scale_model_input(latents, t).to(self.dtype)
+            eps_rows = self.unet_rows(model_input, t, plan, conditions).float()
             eps = combine_guidance(eps_rows, plan, batch, guidance)
             latents = sched.step(eps, t, latents, **step_kwargs).prev_sample
 
@@ -267,11 +270,11 @@ class FaceCrafterPipeline:
         """Per-sample noise, drawn on CPU from each sample's own generator (device-independent)."""
         shape = (1, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
         noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
-        return noise.to(self.device, self.dtype)
+        return noise.to(self.device)
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """Latents -> uint8 (B, H, W, 3). The VAE decoder is per-sample (GroupNorm, no batch stats)."""
-        scaled = latents / self.vae.config.scaling_factor
+        scaled = (latents / self.vae.config.scaling_factor).to(self.vae.dtype)
         images = self.vae.decode(scaled).sample
         images = (images.float() / 2 + 0.5).clamp(0, 1)
         return (images.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)

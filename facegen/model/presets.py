@@ -24,7 +24,7 @@ from facegen.errors import FacegenError
 from facegen.model.attention import CrossAttentionLayer, cross_attention_layers
 from facegen.model.controls import EmotionControlModule, LandmarkControlModule
 from facegen.model.identity import ID_PROMPT
-from facegen.model.loading import ModelInfo, staged_dir, write_model_info
+from facegen.model.loading import ModelInfo, quiet_transformers, staged_dir, write_model_info
 
 #: The scheduler config Stable Diffusion 1.5 ships (what Arc2Face was trained with).
 SD15_SCHEDULER_CONFIG: dict[str, Any] = {
@@ -193,7 +193,8 @@ def init_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = Fal
             )
         unet.save_pretrained(tmp / "unet", safe_serialization=True)
         vae.save_pretrained(tmp / "vae", safe_serialization=True)
-        text_encoder.save_pretrained(tmp / "encoder", safe_serialization=True)
+        with quiet_transformers():
+            text_encoder.save_pretrained(tmp / "encoder", safe_serialization=True)
         landmark.save_pretrained(tmp / "landmark", safe_serialization=True)
         emotion.save_pretrained(tmp / "emotion", safe_serialization=True)
         (tmp / "scheduler").mkdir()
@@ -242,7 +243,8 @@ def load_torch_bin(path: Path) -> dict[str, torch.Tensor]:
 def load_arc2face_encoder(encoder_dir: Path) -> CLIPTextModel:
     """Arc2Face's CLIPTextModel from its folder (config + model.safetensors or pytorch_model.bin)."""
     if (encoder_dir / "model.safetensors").is_file():
-        return CLIPTextModel.from_pretrained(encoder_dir, use_safetensors=True)
+        with quiet_transformers():
+            return CLIPTextModel.from_pretrained(encoder_dir, use_safetensors=True)
     config = CLIPTextConfig.from_pretrained(encoder_dir)
     model = CLIPTextModel(config)
     state = load_torch_bin(encoder_dir / "pytorch_model.bin")
@@ -291,11 +293,14 @@ def assemble_arc2face_model(
             where=str(arc2face_dir / "arc2face" / "config.json"),
         )
     layers = layers_for_unet_config(unet_config)
+    vae_config = json.loads((sd15_dir / "vae" / "config.json").read_text())
+    vae_scale = 2 ** (len(vae_config.get("block_out_channels", [0] * 4)) - 1)
     with staged_dir(out_dir, overwrite=overwrite) as tmp:
         (tmp / "unet").mkdir()
         for name in ("config.json", "diffusion_pytorch_model.safetensors"):
             shutil.copyfile(arc2face_dir / "arc2face" / name, tmp / "unet" / name)
-        encoder.save_pretrained(tmp / "encoder", safe_serialization=True)
+        with quiet_transformers():
+            encoder.save_pretrained(tmp / "encoder", safe_serialization=True)
         _copy_vae(sd15_dir, tmp / "vae")
         shutil.copytree(sd15_dir / "tokenizer", tmp / "tokenizer")
         shutil.copytree(sd15_dir / "scheduler", tmp / "scheduler")
@@ -305,7 +310,7 @@ def assemble_arc2face_model(
         emotion.save_pretrained(tmp / "emotion", safe_serialization=True)
         info = ModelInfo(
             name="arc2face-facecrafter",
-            resolution=int(unet_config.get("sample_size", 64)) * 8,
+            resolution=int(unet_config.get("sample_size", 64)) * vae_scale,
             landmark_image_size=REAL_LANDMARK_SIZE,
             id_prompt=ID_PROMPT,
             source={"arc2face": str(arc2face_dir.resolve()), "sd15": str(sd15_dir.resolve()), "seed": seed},

@@ -46,8 +46,19 @@ Distributors (``facegen.runner.distributors``):
     address=None, actor_options=None)`` — actor pool; uses the current Ray session or starts one
     (``address`` to join a cluster; actor logs stay in Ray, not the terminal). Fractional ``num_cpus`` is
     fine (2-core machines: keep the total under the CPU count). A dead actor's shard is retried on a
-    replacement actor; after ``max_attempts`` the shard is reported failed. Env ``FACEGEN_INJECT_ACTOR_CRASH=
+    replacement actor; after ``max_attempts`` the shard is reported failed. ``start(task, wait=True)`` builds
+    the pool up front (optional; ``run`` does it lazily). ``connect_ray(address=None) -> bool`` joins a
+    cluster / $RAY_ADDRESS or starts a local Ray (True if it started one). Env ``FACEGEN_INJECT_ACTOR_CRASH=
     /path/marker``: the first actor to create the marker dies mid-shard (fault drills and tests).
+    ``facegen.runner.simulated.SimulatedWorker(seconds_per_shard, fail_keys, crash_shards, crash_dir,
+    fail_shards)``: a model-free worker with injectable faults.
+
+Balance (``facegen.runner.balance``; the generation worker is ``facegen.runner.generation.GenerationWorker``):
+    ``run_balance(BalanceConfig(manifest, out, distributor="ray"|"in-process", address=None, num_actors=None,
+    gpus_per_actor=None, cpus_per_actor=None, max_attempts=3, overwrite=False, progress=True, device=None,
+    dtype=None, reports=True)) -> BalanceResult(out, plan_rows, samples, sample_failures, failed_shards, run,
+    summary, complete)``. Label columns: ``facegen.runner.generation.GENERATED_SCHEMA`` (PLAN_SCHEMA + how
+    each image was made).
 
 Shard files (``facegen.io.shards``):
     ``write_shard(root: Location, shard, samples, *, fingerprint, label_schema=None, extra=None) -> ShardStats``,
@@ -71,7 +82,7 @@ Minimal example::
 
 from facegen.io.samples import Sample, SampleFailure
 from facegen.io.shards import ShardStats
-from facegen.runner.distributors import CRASH_ENV, Distributor, InProcessDistributor, RayDistributor
+from facegen.runner.distributors import CRASH_ENV, Distributor, InProcessDistributor, RayDistributor, connect_ray
 from facegen.runner.run import RunSummary, run_shards
 from facegen.runner.task import ShardTask, UnitOutcome, Worker, WorkerFactory
 from facegen.runner.units import (
@@ -97,6 +108,7 @@ __all__ = [
     "Worker",
     "WorkerFactory",
     "assign_shards",
+    "connect_ray",
     "rows_per_shard_in_parquet",
     "run_shards",
     "units_from_parquet",

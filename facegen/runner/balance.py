@@ -8,7 +8,9 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +21,8 @@ import pyarrow.parquet as pq
 from facegen.errors import FacegenError
 from facegen.io.fs import Location
 from facegen.io.lock import LOCK_NAME, Lock, read_lock, write_lock
-from facegen.io.shards import SHARDS_DIR
-from facegen.runner.distributors import Distributor, InProcessDistributor, RayDistributor
+from facegen.io.shards import SHARDS_DIR, completed_shards, read_shard_stats
+from facegen.runner.distributors import Distributor, InProcessDistributor, RayDistributor, connect_ray
 from facegen.runner.finalize import (
     FAILURES_NAME,
     LABELS_NAME,
@@ -52,6 +54,7 @@ class BalanceConfig:
 
     manifest: str | Path
     out: str
+    model: str | None = None  # overrides the manifest's `model:` (e.g. where cluster nodes keep the weights)
     distributor: Literal["ray", "in-process"] = "ray"
     address: str | None = None
     num_actors: int | None = None  # None: GPUs / gpus_per_actor on GPU clusters, 1 on CPU
@@ -63,6 +66,9 @@ class BalanceConfig:
     device: str | None = None
     dtype: str | None = None
     reports: bool = True
+    #: Turn SIGTERM (``ray job stop``, schedulers) into KeyboardInterrupt: the same clean stop as Ctrl-C.
+    #: Installed after Ray starts, because ``ray.init`` installs its own SIGTERM handler (abort).
+    sigterm_as_interrupt: bool = False
 
 
 @dataclass
@@ -80,11 +86,14 @@ class BalanceResult:
         return not self.failed_shards and self.sample_failures == 0 and self.samples == self.plan_rows
 
 
-def _load(manifest_path: str | Path) -> tuple[Any, Path, str, Lock]:
+def _load(manifest_path: str | Path, model_override: str | None = None) -> tuple[Any, Path, str, Lock]:
     from facegen.manifest import load_manifest, resolve_model_dir
     from facegen.model.loading import model_hash
 
     manifest = load_manifest(manifest_path)
+    if model_override:
+        model = model_override if model_override == "tiny" else str(Path(model_override).expanduser().resolve())
+        manifest = manifest.model_copy(update={"model": model})
     model_dir = Path(resolve_model_dir(manifest))
     mhash = model_hash(model_dir)
     resolved = manifest.model_dump(mode="json")
@@ -144,21 +153,24 @@ def make_distributor(cfg: BalanceConfig) -> tuple[Distributor, int | None, bool]
     """The distributor, the torch thread count per worker, and whether Ray was started here."""
     if cfg.distributor == "in-process":
         return InProcessDistributor(max_attempts=cfg.max_attempts), None, False
+    if cfg.gpus_per_actor is not None and cfg.gpus_per_actor < 0:
+        raise FacegenError("must be >= 0", where="--gpus-per-actor")
+    if cfg.cpus_per_actor is not None and cfg.cpus_per_actor <= 0:
+        raise FacegenError("must be > 0 (fractions such as 0.5 are fine)", where="--cpus-per-actor")
+    if cfg.num_actors is not None and cfg.num_actors < 1:
+        raise FacegenError("must be >= 1", where="--num-actors")
     import ray
 
-    started = not ray.is_initialized()
-    if started:
-        kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-        if cfg.address:
-            kwargs["address"] = cfg.address
-        else:
-            kwargs["include_dashboard"] = False
-        ray.init(**kwargs)
+    started = connect_ray(cfg.address)
     resources = ray.cluster_resources()
     cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
     gpus_per_actor = cfg.gpus_per_actor if cfg.gpus_per_actor is not None else (1.0 if gpus >= 1 else 0.0)
-    if gpus_per_actor < 0 or (cfg.cpus_per_actor is not None and cfg.cpus_per_actor <= 0):
-        raise FacegenError("resources per actor must be positive", where="--gpus-per-actor/--cpus-per-actor")
+    if started and not cfg.address and gpus_per_actor > gpus:
+        ray.shutdown()
+        raise FacegenError(
+            f"asks for {gpus_per_actor:g} GPU(s) per actor but this machine has {gpus:g}; use --gpus-per-actor 0",
+            where="--gpus-per-actor",
+        )
     num_actors = cfg.num_actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor > 0 else 1)
     cpus_per_actor = cfg.cpus_per_actor
     if cpus_per_actor is None:
@@ -176,7 +188,7 @@ def make_distributor(cfg: BalanceConfig) -> tuple[Distributor, int | None, bool]
 
 def run_balance(cfg: BalanceConfig) -> BalanceResult:
     """Plan, generate (resuming finished shards) and finalize a dataset under ``cfg.out``."""
-    manifest, model_dir, mhash, lock = _load(cfg.manifest)
+    manifest, model_dir, mhash, lock = _load(cfg.manifest, cfg.model)
     root = Location(cfg.out)
     root.makedirs()
     resumed = prepare_output(root, lock, cfg.overwrite)
@@ -184,6 +196,8 @@ def run_balance(cfg: BalanceConfig) -> BalanceResult:
     log.info("%s %s: %d planned samples", "resuming" if resumed else "starting", root.url, plan_rows)
 
     distributor, threads, started_ray = make_distributor(cfg)
+    if cfg.sigterm_as_interrupt and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return _generate(cfg, root, manifest, model_dir, mhash, lock, plan_rows, distributor, threads)
     finally:
@@ -193,9 +207,30 @@ def run_balance(cfg: BalanceConfig) -> BalanceResult:
             ray.shutdown()
 
 
-def _generate(cfg, root, manifest, model_dir, mhash, lock, plan_rows, distributor, threads) -> BalanceResult:  # type: ignore[no-untyped-def]
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _generate(
+    cfg: BalanceConfig,
+    root: Location,
+    manifest: Any,
+    model_dir: Path,
+    mhash: str,
+    lock: Lock,
+    plan_rows: int,
+    distributor: Distributor,
+    threads: int | None,
+) -> BalanceResult:
     worker_factory = functools.partial(
-        GenerationWorker, str(model_dir), root.url, manifest, device=cfg.device, dtype=cfg.dtype, threads=threads
+        GenerationWorker,
+        str(model_dir),
+        root.url,
+        manifest,
+        device=cfg.device,
+        dtype=cfg.dtype,
+        threads=threads,
+        expected_model_hash=mhash,
     )
     task = ShardTask(
         worker_factory,
@@ -204,14 +239,10 @@ def _generate(cfg, root, manifest, model_dir, mhash, lock, plan_rows, distributo
         label_schema=GENERATED_SCHEMA,
         extra_stats={"model_hash": mhash, "manifest_sha256": lock.manifest_sha256},
     )
-    from facegen.io.shards import completed_shards
-
     skip = set(completed_shards(root, lock.fingerprint))
     units = units_from_parquet(root.url_of(PLAN_NAME), skip=skip)
     run = run_shards(units, task, distributor, total_rows=plan_rows, progress=cfg.progress, description="balance")
     # Units of skipped shards never reach run_shards: count them as resumed here.
-    from facegen.io.shards import read_shard_stats
-
     for shard in skip:
         if shard not in run.done:
             stats = read_shard_stats(root, shard)

@@ -102,6 +102,22 @@ def _claim(marker: str | None) -> bool:
     return True
 
 
+def connect_ray(address: str | None = None) -> bool:
+    """Join `address` (or $RAY_ADDRESS, e.g. inside a Ray job), else start a local Ray sized to the
+    machine. Actor output stays in Ray's logs, not the terminal. Returns True if this call started Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+    if address:
+        kwargs["address"] = address
+    elif not os.environ.get("RAY_ADDRESS"):
+        kwargs["include_dashboard"] = False
+    ray.init(**kwargs)
+    return True
+
+
 class RayDistributor:
     """A pool of Ray actors, each holding one worker; a dead actor's in-flight unit goes to another.
 
@@ -141,19 +157,16 @@ class RayDistributor:
         self._actors: list[Any] = []
         self._inflight: dict[Any, tuple[Any, WorkUnit, int]] = {}
         self._started_ray = False
+        self._task: ShardTask | None = None
+        self._task_ref: Any = None
+        self._num_cpus = 0.0
+        self._idle: deque[Any] = deque()
 
     # -- Ray session -------------------------------------------------------------------------
     def _connect(self) -> Any:
         import ray
 
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-            if self.address:
-                kwargs["address"] = self.address
-            else:
-                kwargs["include_dashboard"] = False
-            ray.init(**kwargs)
-            self._started_ray = True
+        self._started_ray = connect_ray(self.address) or self._started_ray
         return ray
 
     def _resources(self, ray: Any) -> tuple[float, float]:
@@ -185,15 +198,26 @@ class RayDistributor:
         return actor
 
     # -- scheduling loop ------------------------------------------------------------------------
+    def start(self, task: ShardTask, wait: bool = True) -> None:
+        """Create the actor pool for `task` (each builds its worker); with `wait`, block until all are
+        ready. Optional: `run` starts the pool itself; call this to separate start-up from work."""
+        ray = self._connect()
+        self._num_cpus, _ = self._resources(ray)
+        self._task = task
+        self._task_ref = ray.put(task)
+        self._idle = deque(self._new_actor(ray, self._task_ref, self._num_cpus) for _ in range(self.num_actors))
+        if wait:
+            ray.get([actor.ready.remote() for actor in self._idle])
+
     def run(self, units: Iterable[WorkUnit], task: ShardTask) -> Iterator[UnitOutcome]:
         ray = self._connect()
         from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-        num_cpus, _ = self._resources(ray)
-        task_ref = ray.put(task)
+        if self._task is not task:
+            self.start(task, wait=False)
+        task_ref, num_cpus, idle = self._task_ref, self._num_cpus, self._idle
         source = iter(units)
         retry: deque[tuple[WorkUnit, int]] = deque()
-        idle: deque[Any] = deque(self._new_actor(ray, task_ref, num_cpus) for _ in range(self.num_actors))
         replacements = 0
         exhausted = False
 
@@ -209,6 +233,15 @@ class RayDistributor:
                 exhausted = True
                 return None
 
+        starting: dict[Any, Any] = {}  # ready() ref -> replacement actor still loading its worker
+
+        def replace() -> None:
+            nonlocal replacements
+            if replacements < self.max_replacements:
+                replacements += 1
+                actor = self._new_actor(ray, task_ref, num_cpus)
+                starting[actor.ready.remote()] = actor  # gets work once ready; live actors take retries meanwhile
+
         while True:
             while idle:
                 item = next_unit()
@@ -217,7 +250,7 @@ class RayDistributor:
                 actor = idle.popleft()
                 unit, attempt = item
                 self._inflight[actor.run.remote(unit)] = (actor, unit, attempt)
-            if not self._inflight:
+            if not self._inflight and not starting:
                 item = next_unit()
                 if item is None:
                     break
@@ -225,8 +258,19 @@ class RayDistributor:
                 unit, attempt = item
                 yield UnitOutcome(unit.shard, unit.num_rows, None, "no actors left (all died)", attempt)
                 continue
-            ready, _ = ray.wait(list(self._inflight), num_returns=1, timeout=1.0)
+            ready, _ = ray.wait([*self._inflight, *starting], num_returns=1, timeout=1.0)
             for ref in ready:
+                if ref in starting:
+                    actor = starting.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except RayActorError as exc:
+                        log.warning("replacement actor failed to start: %s", _error_text(exc).splitlines()[0])
+                        self._forget(ray, actor)
+                        replace()
+                    else:
+                        idle.append(actor)
+                    continue
                 actor, unit, attempt = self._inflight.pop(ref)
                 try:
                     stats = ray.get(ref)
@@ -234,9 +278,7 @@ class RayDistributor:
                     error = f"actor died: {_error_text(exc).splitlines()[0]}"
                     self._forget(ray, actor)
                     remove_temporaries(task.root, unit.shard)  # nothing else writes this shard now
-                    if replacements < self.max_replacements:
-                        replacements += 1
-                        idle.append(self._new_actor(ray, task_ref, num_cpus))
+                    replace()
                 except (RayTaskError, GetTimeoutError) as exc:  # the worker raised; the actor lives on
                     error = _error_text(exc).splitlines()[-1] if str(exc) else type(exc).__name__
                     idle.append(actor)
@@ -266,6 +308,8 @@ class RayDistributor:
             return
         for actor in list(self._actors):
             self._forget(ray, actor)
+        self._idle.clear()
+        self._task = None
         if self._inflight:
             try:
                 ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=10.0)

@@ -131,6 +131,7 @@ class GenerationWorker:
         device: str | None = None,
         dtype: str | None = None,
         threads: int | None = None,
+        expected_model_hash: str | None = None,
     ) -> None:
         import torch
 
@@ -143,6 +144,11 @@ class GenerationWorker:
         if dtype is None:
             dtype = "float16" if self.device.startswith("cuda") else "float32"
         self.pipe = FaceCrafterPipeline.from_pretrained(model_dir, device=self.device, torch_dtype=getattr(torch, dtype))
+        if expected_model_hash and self.pipe.model_hash != expected_model_hash:
+            # Another node holds different weights under the same path: never mix models in one dataset.
+            raise RuntimeError(
+                f"model at {model_dir} on this node has hash {self.pipe.model_hash}, the run expects {expected_model_hash}"
+            )
         self.settings = GenerationSettings.from_manifest(manifest)
         self.builder = ConditionBuilder(_local_plan_dir(plan_url), manifest, self.pipe.landmark_image_size)
         self.size = self.settings.image_size or int(self.pipe.resolution)

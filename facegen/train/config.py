@@ -207,8 +207,14 @@ def load_stage_config(path: str | Path, stage: str, overrides: dict[str, Any] | 
 
 def check_inputs(cfg: StageConfig) -> None:
     """Fail early (one line) when the data or model folder is missing."""
+    for key in ("data", "model", "output"):
+        if "://" in getattr(cfg, key):
+            raise FacegenError(
+                f"{key}: {getattr(cfg, key)!r} must be a folder every worker can read (local or shared file system); "
+                "only run.storage_path may be s3://"
+            )
     data = Path(cfg.data)
-    if "://" not in cfg.data and not (data / "labels.parquet").is_file():
+    if not (data / "labels.parquet").is_file():
         raise FacegenError(f"data folder {cfg.data!r} has no labels.parquet; run `facegen extract` first or fix 'data'")
     for key in ("model", "init_landmark", "init_emotion"):
         value = getattr(cfg, key)

@@ -17,18 +17,41 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
 from facegen.errors import FacegenError
-from facegen.labels import EMOTION_VECTOR_DIM, EXTRACT_SCHEMA, ID_EMBED_DIM, NUM_LANDMARKS
+from facegen.labels import EMOTION_VECTOR_DIM, ID_EMBED_DIM, NUM_EMOTIONS, NUM_LANDMARKS
 from facegen.train.pairs import PairIndex
 
 _NEEDED = ("key", "identity", "embedding", "landmarks", "yaw", "pitch", "roll", "emotion", "valence", "arousal", "emotion_probs")
 
 
-def load_labels(data_dir: str | Path) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Labels:
+    """``labels.parquet`` in memory: scalar columns in a frame, the list columns as dense arrays (row-aligned)."""
+
+    frame: pd.DataFrame  # key, identity, yaw, pitch, roll, emotion, valence, arousal (sorted by key)
+    embeddings: np.ndarray  # (N, 512) float32
+    landmarks: np.ndarray  # (N, 478, 3) float32, normalised to the crop
+    emotion_probs: np.ndarray  # (N, 8) float32
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def _dense(table: pa.Table, column: str, width: int) -> np.ndarray:
+    values = table[column].combine_chunks()
+    flat = values.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if flat.size != len(table) * width:
+        raise FacegenError(f"labels.parquet: column {column!r} must hold {width} values per row")
+    return flat.reshape(len(table), width)
+
+
+def load_labels(data_dir: str | Path) -> Labels:
     """Read ``labels.parquet`` (EXTRACT_SCHEMA), sorted by key; one-line errors for missing columns."""
     path = Path(data_dir) / "labels.parquet"
     if not path.is_file():
@@ -37,13 +60,22 @@ def load_labels(data_dir: str | Path) -> pd.DataFrame:
     missing = [c for c in _NEEDED if c not in schema.names]
     if missing:
         raise FacegenError(f"{path}: missing column(s) {', '.join(missing)}; expected facegen.labels.EXTRACT_SCHEMA")
-    table = pq.read_table(path, columns=[c for c in EXTRACT_SCHEMA.names if c in schema.names])
-    df = table.to_pandas().sort_values("key", kind="stable").reset_index(drop=True)
-    if len(df) == 0:
+    table = pq.read_table(path, columns=list(_NEEDED))
+    if len(table) == 0:
         raise FacegenError(f"{path} has no rows; extract some faces first")
-    if df["key"].duplicated().any():
-        raise FacegenError(f"{path}: duplicate keys (e.g. {df['key'][df['key'].duplicated()].iloc[0]!r}); re-run extract")
-    return df
+    table = table.take(pc.sort_indices(table, [("key", "ascending")]))
+    scalars = [c for c in _NEEDED if c not in ("embedding", "landmarks", "emotion_probs")]
+    frame = table.select(scalars).to_pandas()
+    frame["key"] = frame["key"].astype(str)
+    frame["identity"] = frame["identity"].astype(str)
+    if frame["key"].duplicated().any():
+        raise FacegenError(f"{path}: duplicate keys (e.g. {frame['key'][frame['key'].duplicated()].iloc[0]!r}); re-run extract")
+    return Labels(
+        frame=frame,
+        embeddings=_dense(table, "embedding", ID_EMBED_DIM),
+        landmarks=_dense(table, "landmarks", NUM_LANDMARKS * 3).reshape(-1, NUM_LANDMARKS, 3),
+        emotion_probs=_dense(table, "emotion_probs", NUM_EMOTIONS),
+    )
 
 
 class TarImages:
@@ -140,14 +172,13 @@ class TrainBatch:
 class SampleBuilder:
     """Turns drawn (target, partner) rows into a :class:`TrainBatch`."""
 
-    def __init__(self, labels: pd.DataFrame, images: TarImages, resolution: int, landmark_image_size: int) -> None:
+    def __init__(self, labels: Labels, images: TarImages, resolution: int, landmark_image_size: int) -> None:
         self.resolution, self.landmark_image_size = resolution, landmark_image_size
-        self.keys = labels["key"].astype(str).tolist()
-        self.embeddings = np.stack(labels["embedding"].to_numpy()).astype(np.float32).reshape(-1, ID_EMBED_DIM)
-        self.landmarks = np.stack(labels["landmarks"].to_numpy()).astype(np.float32).reshape(-1, NUM_LANDMARKS, 3)
-        probs = np.stack(labels["emotion_probs"].to_numpy()).astype(np.float32)
+        self.keys = labels.frame["key"].tolist()
+        self.embeddings = labels.embeddings
+        self.landmarks = labels.landmarks
         self.emotions = np.concatenate(
-            [labels[["valence", "arousal"]].to_numpy(np.float32), probs], axis=1
+            [labels.frame[["valence", "arousal"]].to_numpy(np.float32), labels.emotion_probs], axis=1
         ).reshape(-1, EMOTION_VECTOR_DIM)
         self.images = images
         missing = [k for k in self.keys if k not in images]

@@ -84,13 +84,14 @@ class MetricsLog:
             csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore").writerow(row)
 
 
-def _all_mean(values: torch.Tensor) -> torch.Tensor:
+def _all_mean(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Mean over workers (on the device: NCCL reduces only CUDA tensors)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        values = values.clone()
+        values = values.to(device)
         dist.all_reduce(values)
-        values /= dist.get_world_size()
+        values = values.cpu() / dist.get_world_size()
     return values
 
 
@@ -162,7 +163,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     bar = tqdm(total=cfg.steps, initial=start_step, desc=cfg.stage, disable=rank != 0, dynamic_ncols=True)
     if rank == 0:
         print(
-            f"[facegen train] {cfg.stage}: {len(labels)} images, {labels['identity'].nunique()} identities, "
+            f"[facegen train] {cfg.stage}: {len(labels)} images, {labels.frame['identity'].nunique()} identities, "
             f"{pairs.fallbacks} targets without a rule-satisfying partner (fallback used); "
             + (f"resuming from step {start_step}" if start_step else "starting at step 0"),
             flush=True,
@@ -211,7 +212,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        totals = _all_mean(totals / cfg.grad_accum)
+        totals = _all_mean(totals / cfg.grad_accum, device)
         dt = time.perf_counter() - t0
         images = cfg.batch_size * cfg.grad_accum * world
         row = {

@@ -18,6 +18,7 @@ of fallback targets is reported in :attr:`PairIndex.fallbacks`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,9 @@ import pandas as pd
 from facegen.conditions.pose import rotation_matrix
 from facegen.labels import NUM_LANDMARKS
 from facegen.train.config import PairingConfig
+
+if TYPE_CHECKING:
+    from facegen.train.data import Labels
 
 
 def expression_descriptors(landmarks: np.ndarray, yaw, pitch, roll) -> np.ndarray:
@@ -91,21 +95,21 @@ def _group_candidates(
     return out, fallbacks
 
 
-def build_pair_index(labels: pd.DataFrame, stage: str, cfg: PairingConfig) -> PairIndex:
-    """Partner candidates for every row of `labels` (EXTRACT_SCHEMA columns) under the stage's rule."""
+def build_pair_index(labels: Labels, stage: str, cfg: PairingConfig) -> PairIndex:
+    """Partner candidates for every row of `labels` under the stage's rule."""
     rule = "emo" if stage == "pretrain-emo" else "lmk"
     n = len(labels)
-    yaw = labels["yaw"].to_numpy(np.float64)
-    pitch = labels["pitch"].to_numpy(np.float64)
-    roll = labels["roll"].to_numpy(np.float64)
-    emotion = labels["emotion"].to_numpy(np.int64)
-    ident = labels["identity"].astype(str).to_numpy()
+    frame = labels.frame
+    yaw = frame["yaw"].to_numpy(np.float64)
+    pitch = frame["pitch"].to_numpy(np.float64)
+    roll = frame["roll"].to_numpy(np.float64)
+    emotion = frame["emotion"].to_numpy(np.int64)
+    ident = frame["identity"].astype(str).to_numpy()
     per_target: list[np.ndarray | None] = [None] * n
     fallbacks = 0
     for _, rows in pd.Series(np.arange(n)).groupby(ident, sort=True):
         rows = rows.to_numpy()
-        lm = np.stack([np.asarray(labels["landmarks"].iat[r], dtype=np.float32) for r in rows])
-        desc = expression_descriptors(lm, yaw[rows], pitch[rows], roll[rows])
+        desc = expression_descriptors(labels.landmarks[rows], yaw[rows], pitch[rows], roll[rows])
         expr_d = expression_distances(desc)
         pose_d = np.abs(yaw[rows, None] - yaw[None, rows]) + np.abs(pitch[rows, None] - pitch[None, rows])
         cands, fb = _group_candidates(rule, pose_d, expr_d, emotion[rows], cfg)

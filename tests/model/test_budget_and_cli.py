@@ -59,3 +59,15 @@ def test_generate_writes_a_grid(tiny_model_dir: Path, tmp_path: Path, capsys):
     assert grid[:, :64].max() > 0  # the rendered landmarks are drawn
     assert main(["generate", "--model", str(tiny_model_dir), "--emotion", "ecstatic", "--out", str(out)]) == 2
     assert "--emotion" in capsys.readouterr().err
+
+
+def test_generate_from_an_embedding_file(tiny_model_dir: Path, tmp_path: Path, capsys):
+    emb = tmp_path / "id.npy"
+    np.save(emb, np.random.default_rng(0).standard_normal(512).astype(np.float32))
+    out = tmp_path / "one.png"
+    assert main(["generate", "--model", str(tiny_model_dir), "--id-embedding", str(emb), "-n", "1", "--steps", "1",
+                 "--scheduler", "ddim", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert np.asarray(Image.open(out)).shape == (64, 64, 3)
+    np.save(emb, np.zeros((2, 100), dtype=np.float32))
+    assert main(["generate", "--model", str(tiny_model_dir), "--id-embedding", str(emb), "--out", str(out)]) == 2
+    assert "(512,) or (N, 512)" in capsys.readouterr().err

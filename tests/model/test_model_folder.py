@@ -139,3 +139,21 @@ def test_encoder_bin_is_loaded_without_arbitrary_pickles(tiny_model_dir: Path, t
     with pytest.raises(FacegenError, match="pytorch_model.bin"):
         assemble_arc2face_model(arc2face, sd15, tmp_path / "model")
     assert not (tmp_path / "model").exists()
+
+
+def test_model_hash_follows_weights_not_provenance(tiny_model_dir: Path, tmp_path: Path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    info = json.loads((copy / "facegen.json").read_text())
+    info["source"] = {"arc2face": "/somewhere/else"}
+    (copy / "facegen.json").write_text(json.dumps(info))
+    assert model_hash(copy) == model_hash(tiny_model_dir)
+    info["default_steps"] = 30
+    (copy / "facegen.json").write_text(json.dumps(info))
+    assert model_hash(copy) != model_hash(tiny_model_dir)
+    (copy / "facegen.json").write_text((tiny_model_dir / "facegen.json").read_text())
+    weights = copy / "emotion" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert model_hash(copy) != model_hash(tiny_model_dir)

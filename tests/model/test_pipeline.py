@@ -115,5 +115,7 @@ def test_bad_requests_are_user_errors(tiny_pipe, conditions):
         pipe(cond["id_embeds"], use_lmk=torch.tensor([True, False]), seeds=[1, 2])
     with pytest.raises(FacegenError, match="landmark_images"):
         pipe(cond["id_embeds"], landmark_images=cond["landmark_images"][:, :, :8], seeds=[1, 2])
+    with pytest.raises(FacegenError, match="float"):
+        pipe(cond["id_embeds"], landmark_images=(cond["landmark_images"] * 255).to(torch.uint8), seeds=[1, 2])
     with pytest.raises(FacegenError, match="scheduler"):
         pipe(cond["id_embeds"], seeds=[1, 2], scheduler="euler")  # type: ignore[arg-type]

@@ -3,7 +3,6 @@ determinism, refusal of a different manifest, and stock readers (webdataset, pan
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -148,3 +147,25 @@ def test_sigkill_mid_run_then_rerun_completes_exactly_once(ray_local, tmp_path, 
     keys = [s["__key__"] for s in wds.WebDataset(sorted(str(p) for p in (out / "shards").glob("*.tar")), shardshuffle=False)]
     assert len(keys) == len(set(keys)) == 20
     _assert_matches_plan(out)
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_shards(ray_local, tmp_path, manifest_writer):
+    manifest = manifest_writer(tmp_path, per_identity=10)
+    out = tmp_path / "ds"
+    cmd = [*FACEGEN, "balance", "-m", str(manifest), "-o", str(out), "--address",
+           ray_local.get_runtime_context().gcs_address, "--num-actors", "1", "--cpus-per-actor", "1", "--no-progress"]
+    # A real Ctrl-C: SIGINT with Python's default handler (background processes start with it ignored).
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    while not list((out / "shards").glob("*_stats.json")):
+        assert proc.poll() is None, "balance ended before any shard finished"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate()
+    assert proc.returncode == 130 and "interrupted" in err
+    names = [p.name for p in (out / "shards").iterdir()]
+    assert not [n for n in names if ".tmp-" in n]
+    done = {n[:6] for n in names if n.endswith("_stats.json")}
+    assert 1 <= len(done) < 10
+    assert {n[:6] for n in names} == done  # nothing but finished shards is left
+    assert not (out / "labels.parquet").exists()

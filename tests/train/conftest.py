@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -64,8 +65,6 @@ def make_extracted_data(out: Path, seed: int = 0) -> Path:
                     "roll": roll, "emotion": emotion, "valence": [0.0, 0.7, -0.6][emotion],
                     "arousal": [0.0, 0.4, -0.2][emotion], "emotion_probs": probs.tolist(),
                 }
-                import io
-
                 buf = io.BytesIO()
                 Image.fromarray(img).save(buf, format="JPEG", quality=95)
                 sink.write({"__key__": key, "jpg": buf.getvalue(), "json": json.dumps(label).encode()})

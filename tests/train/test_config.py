@@ -78,3 +78,19 @@ def test_overrides_and_derived_values(tmp_path):
     lmk = stage_config_from_dict(BASE, "pretrain-lmk")
     assert lmk.replicas == 1 and lmk.items_per_batch == 4
     assert stage_config_from_dict({**BASE, "run": {"storage_path": "s3://b/p"}}, "joint").storage_path == "s3://b/p"
+
+
+def test_cli_reports_bad_config_and_missing_inputs_as_one_line(tmp_path, capsys):
+    from facegen.cli.main import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: d\nmodel: m\noutput: o\nsteps: -1\nbatch_size: 2\n")
+    assert main(["train", "pretrain-lmk", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "'steps'" in err and "\n" not in err
+    good = tmp_path / "good.yaml"
+    good.write_text(f"data: {tmp_path}/nodata\nmodel: {tmp_path}\noutput: {tmp_path}/out\nsteps: 1\nbatch_size: 2\n")
+    assert main(["train", "joint", "--config", str(good), "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "labels.parquet" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()  # nothing written before the inputs check out

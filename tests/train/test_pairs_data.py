@@ -8,7 +8,7 @@ import pytest
 
 from facegen.errors import FacegenError
 from facegen.train.config import PairingConfig
-from facegen.train.data import PairStream, SampleBuilder, TarImages, load_labels
+from facegen.train.data import Labels, PairStream, SampleBuilder, TarImages, load_labels
 from facegen.train.pairs import build_pair_index, expression_descriptors, expression_distances
 
 
@@ -18,12 +18,13 @@ def labels(extracted_dir):
 
 
 def _pose(labels, a, b):
-    return abs(labels.yaw[a] - labels.yaw[b]) + abs(labels.pitch[a] - labels.pitch[b])
+    f = labels.frame
+    return abs(f.yaw[a] - f.yaw[b]) + abs(f.pitch[a] - f.pitch[b])
 
 
 def _expr(labels, a, b):
-    rows = labels.iloc[[a, b]]
-    desc = expression_descriptors(np.stack(rows.landmarks.to_numpy()), rows.yaw, rows.pitch, rows.roll)
+    rows = labels.frame.iloc[[a, b]]
+    desc = expression_descriptors(labels.landmarks[[a, b]], rows.yaw, rows.pitch, rows.roll)
     return expression_distances(desc)[0, 1]
 
 
@@ -48,7 +49,7 @@ def test_lmk_partners_same_identity_other_image_differing_pose_or_expression(lab
         cand = index.candidates(t)
         assert len(cand) > 0 and t not in cand
         for p in cand:
-            assert labels.identity[p] == labels.identity[t]
+            assert labels.frame.identity[p] == labels.frame.identity[t]
             assert _pose(labels, t, p) >= cfg.lmk_min_pose_deg or _expr(labels, t, p) >= cfg.lmk_min_expression
 
 
@@ -58,24 +59,26 @@ def test_emo_partners_other_expression_same_pose(labels):
     assert index.fallbacks == 0
     for t in range(len(labels)):
         for p in index.candidates(t):
-            assert p != t and labels.identity[p] == labels.identity[t]
+            f = labels.frame
+            assert p != t and f.identity[p] == f.identity[t]
             assert _pose(labels, t, p) <= cfg.emo_max_pose_deg
-            assert labels.emotion[p] != labels.emotion[t] or _expr(labels, t, p) >= cfg.emo_min_expression
+            assert f.emotion[p] != f.emotion[t] or _expr(labels, t, p) >= cfg.emo_min_expression
 
 
 def test_fallbacks(labels):
     # identity person0 reduced to one image -> self-pair; EMO with an impossible pose window -> closest pose
-    one = labels[(labels.identity != "person0") | (labels.key == labels.key[labels.identity == "person0"].iloc[0])]
-    one = one.reset_index(drop=True)
+    f = labels.frame
+    keep = np.flatnonzero((f.identity != "person0").to_numpy() | (f.key == f.key[f.identity == "person0"].iloc[0]).to_numpy())
+    one = Labels(f.iloc[keep].reset_index(drop=True), labels.embeddings[keep], labels.landmarks[keep], labels.emotion_probs[keep])
     idx = build_pair_index(one, "pretrain-lmk", PairingConfig())
-    solo = int(np.flatnonzero(one.identity == "person0")[0])
+    solo = int(np.flatnonzero(one.frame.identity == "person0")[0])
     assert list(idx.candidates(solo)) == [solo] and idx.fallbacks == 1
     strict = build_pair_index(labels, "pretrain-emo", PairingConfig(emo_max_pose_deg=0.0))
     assert strict.fallbacks == len(labels)
     for t in range(len(labels)):
         (p,) = strict.candidates(t)
-        same = np.flatnonzero((labels.identity == labels.identity[t]).to_numpy() & (np.arange(len(labels)) != t))
-        other_expr = [q for q in same if labels.emotion[q] != labels.emotion[t]]
+        same = np.flatnonzero((f.identity == f.identity[t]).to_numpy() & (np.arange(len(labels)) != t))
+        other_expr = [q for q in same if f.emotion[q] != f.emotion[t]]
         assert p in other_expr and _pose(labels, t, p) == min(_pose(labels, t, q) for q in other_expr)
 
 
@@ -115,13 +118,28 @@ def test_sample_builder_tensors(labels, extracted_dir):
     assert batch.landmark_images.shape == (2, 3, 48, 48) and batch.landmark_images.max() > 0.5
     assert batch.emotions.shape == (2, 10) and batch.face_masks.shape == (2, 32, 32)
     d = drawn[0]
-    tgt = labels.iloc[d.target]
-    np.testing.assert_allclose(batch.id_embeds[0].numpy(), np.asarray(labels.embedding[d.partner]), atol=1e-5)
+    tgt = labels.frame.iloc[d.target]
+    assert d.partner != d.target and labels.frame.identity[d.partner] == tgt.identity
+    np.testing.assert_allclose(batch.id_embeds[0].numpy(), labels.embeddings[d.partner], atol=1e-5)
     np.testing.assert_allclose(batch.emotions[0, :2].numpy(), [tgt.valence, tgt.arousal], atol=1e-6)
-    expected_mask = face_mask(np.asarray(tgt.landmarks).reshape(478, 3), 32)
+    np.testing.assert_allclose(batch.emotions[0, 2:].numpy(), labels.emotion_probs[d.target], atol=1e-6)
+    expected_mask = face_mask(labels.landmarks[d.target], 32)
     assert (batch.face_masks[0].numpy() > 0.5).tolist() == expected_mask.tolist()
     rep = batch.repeat_interleave(3)
     assert rep.images.shape[0] == 6 and rep.positions[:3] == [d.position] * 3
+
+
+def test_labels_are_read_exactly(labels, extracted_dir):
+    import pyarrow.parquet as pq
+
+    raw = pq.read_table(extracted_dir / "labels.parquet").to_pylist()
+    by_key = {r["key"]: r for r in raw}
+    assert labels.frame.key.tolist() == sorted(by_key)
+    for i in (0, 7, len(raw) - 1):
+        r = by_key[labels.frame.key[i]]
+        np.testing.assert_array_equal(labels.landmarks[i].ravel(), np.float32(r["landmarks"]))
+        np.testing.assert_array_equal(labels.embeddings[i], np.float32(r["embedding"]))
+        assert labels.frame.identity[i] == r["identity"] and labels.frame.emotion[i] == r["emotion"]
 
 
 def test_bad_data_folder_errors(tmp_path, extracted_dir):

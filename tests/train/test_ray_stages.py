@@ -107,8 +107,8 @@ def test_joint_export_loads_in_pipeline_and_changes_output(stage_runs, tiny_mode
     from facegen.train.data import load_labels
 
     labels = load_labels(extracted_dir)
-    lm = np.stack(labels.landmarks.to_numpy()[:2]).reshape(2, 478, 3)
-    emb = torch.tensor(np.stack(labels.embedding.to_numpy()[:2]), dtype=torch.float32)
+    lm = labels.landmarks[:2]
+    emb = torch.from_numpy(labels.embeddings[:2].copy())
 
     def generate(model_dir):
         pipe = FaceCrafterPipeline.from_pretrained(model_dir)
