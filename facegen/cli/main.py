@@ -31,7 +31,8 @@ _register_all()
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; a FacegenError becomes `error: ...` on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # In non-standalone mode click/typer *return* exit codes (typer.Exit(n), Ctrl-C -> 130).
+        rv = app(args=argv, standalone_mode=False)
     except FacegenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -40,17 +41,23 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # typer.Exit / click exits
         return int(exc.code or 0)
-    except Exception as exc:  # click usage errors and friends
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # Usage errors (bad option, unknown command, no args): click's, or the copy typer >= 0.22 vendors.
+        if _is_click_error(exc):
+            if type(exc).__name__ == "Abort":
+                print("aborted", file=sys.stderr)
+                return 130
             exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            print("aborted", file=sys.stderr)
-            return 130
+            return int(getattr(exc, "exit_code", 2))
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0
+
+
+def _is_click_error(exc: BaseException) -> bool:
+    module = type(exc).__module__
+    return (module.startswith("click") or module.startswith("typer")) and (
+        hasattr(exc, "show") or type(exc).__name__ == "Abort"
+    )
 
 
 if __name__ == "__main__":

@@ -216,6 +216,9 @@ def check_inputs(cfg: StageConfig) -> None:
     data = Path(cfg.data)
     if not (data / "labels.parquet").is_file():
         raise FacegenError(f"data folder {cfg.data!r} has no labels.parquet; run `facegen extract` first or fix 'data'")
+    from facegen.train.data import check_labels_usable
+
+    check_labels_usable(data, cfg.stage)
     for key in ("model", "init_landmark", "init_emotion"):
         value = getattr(cfg, key)
         if value is not None and "://" not in value and not (Path(value) / "facegen.json").is_file():

@@ -78,6 +78,32 @@ def load_labels(data_dir: str | Path) -> Labels:
     )
 
 
+def check_labels_usable(data_dir: str | Path, stage: str) -> None:
+    """Refuse extracts that cannot train `stage`: placeholder identities or missing emotion labels.
+
+    `facegen extract --identity-backend none` writes all-zero embeddings and `--emotion-backend none`
+    writes class -1 with NaN valence/arousal; training on those would silently learn nothing useful.
+    """
+    path = Path(data_dir) / "labels.parquet"
+    table = pq.read_table(path, columns=["embedding", "emotion", "valence", "arousal"])
+    emb = _dense(table, "embedding", ID_EMBED_DIM)
+    blank = int((np.abs(emb).sum(axis=1) == 0).sum())
+    if blank:
+        raise FacegenError(
+            f"{path}: {blank} of {len(emb)} rows have all-zero identity embeddings (extracted with "
+            "--identity-backend none); re-run `facegen extract` with ArcFace weights"
+        )
+    if stage in ("pretrain-emo", "joint"):
+        emotion = table.column("emotion").to_numpy(zero_copy_only=False)
+        va = np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in ("valence", "arousal")], 1)
+        missing = int(((emotion < 0) | np.isnan(va).any(axis=1)).sum())
+        if missing:
+            raise FacegenError(
+                f"{path}: {missing} of {len(emotion)} rows have no emotion label (extracted with "
+                f"--emotion-backend none); stage {stage} needs EmoNet/HSEmotion labels: re-run `facegen extract`"
+            )
+
+
 class TarImages:
     """Random access to ``KEY.jpg`` members of ``DIR/shards/*.tar`` via their byte offsets."""
 

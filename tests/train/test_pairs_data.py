@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from facegen.errors import FacegenError
 from facegen.train.config import PairingConfig
@@ -150,3 +154,33 @@ def test_bad_data_folder_errors(tmp_path, extracted_dir):
         load_labels(tmp_path)
     with pytest.raises(FacegenError, match="no .tar shards"):
         TarImages(tmp_path)
+
+
+def _copy_labels_with(src: Path, dst: Path, **columns) -> Path:
+    table = pq.read_table(src / "labels.parquet")
+    for name, values in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), table.schema.field(name), values)
+    dst.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, dst / "labels.parquet")
+    return dst
+
+
+def test_placeholder_labels_from_null_backends_are_refused(tmp_path, extracted_dir):
+    from facegen.train.data import check_labels_usable
+
+    check_labels_usable(extracted_dir, "joint")  # the real fixture is fine for every stage
+    n = pq.read_metadata(extracted_dir / "labels.parquet").num_rows
+    no_emotion = _copy_labels_with(
+        extracted_dir, tmp_path / "noemo",
+        emotion=pa.array([-1] * n, pa.int8()), valence=pa.array([float("nan")] * n, pa.float32()),
+    )
+    check_labels_usable(no_emotion, "pretrain-lmk")  # LMK pre-training never reads emotion labels
+    for stage in ("pretrain-emo", "joint"):
+        with pytest.raises(FacegenError, match="no emotion label"):
+            check_labels_usable(no_emotion, stage)
+    zero_id = _copy_labels_with(
+        extracted_dir, tmp_path / "noid",
+        embedding=pa.array([[0.0] * 512] * n, pa.list_(pa.float32(), 512)),
+    )
+    with pytest.raises(FacegenError, match="all-zero identity embeddings"):
+        check_labels_usable(zero_id, "pretrain-lmk")
