@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml constraints.txt constraints-gpu.txt
 	$(PIP) install -q -U pip
 	$(PIP) install -q -c constraints.txt -e ".[analysis,test]"
 	$(VENV)/bin/pip check
+	# insightface's wheel ships t1.jpg (a 6-person group photo) used by the face-analysis tests; only
+	# downloaded, never installed (it would pull opencv-python over MediaPipe's opencv-contrib).
+	$(PIP) download -q --no-deps insightface==2.1 -d $(VENV)/test-data
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -56,6 +56,22 @@ PLAN_SCHEMA = pa.schema(
     ]
 )
 
+#: Shard Parquet / labels.parquet rows: the plan row plus how the image was made.
+GENERATED_SCHEMA = pa.schema(
+    list(PLAN_SCHEMA)
+    + [
+        pa.field("image_format", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("steps", pa.int32(), nullable=False),
+        pa.field("scheduler", pa.string(), nullable=False),
+        pa.field("guidance_id", pa.float32(), nullable=False),
+        pa.field("guidance_lmk", pa.float32(), nullable=False),
+        pa.field("guidance_emo", pa.float32(), nullable=False),
+        pa.field("model_id", pa.string(), nullable=False),
+    ]
+)
+
 #: MediaPipe face mesh with iris refinement.
 NUM_LANDMARKS = 478
 #: Width of an ArcFace identity embedding.

@@ -47,7 +47,8 @@ def render_preview(root: Location, labels: pa.Table, per_class: int = 8, tile: i
 
     classes = sorted(chosen)
     label_w = 90
-    grid = Image.new("RGB", (label_w + per_class * tile, max(1, len(classes)) * tile), "white")
+    columns = max((len(items) for items in chosen.values()), default=1)  # no empty columns on small runs
+    grid = Image.new("RGB", (label_w + columns * tile, max(1, len(classes)) * tile), "white")
     draw = ImageDraw.Draw(grid)
     for r, emotion in enumerate(classes):
         draw.text((4, r * tile + tile // 2 - 6), EMOTION_NAMES[emotion], fill="black")

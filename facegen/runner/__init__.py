@@ -57,7 +57,7 @@ Balance (``facegen.runner.balance``; the generation worker is ``facegen.runner.g
     ``run_balance(BalanceConfig(manifest, out, distributor="ray"|"in-process", address=None, num_actors=None,
     gpus_per_actor=None, cpus_per_actor=None, max_attempts=3, overwrite=False, progress=True, device=None,
     dtype=None, reports=True)) -> BalanceResult(out, plan_rows, samples, sample_failures, failed_shards, run,
-    summary, complete)``. Label columns: ``facegen.runner.generation.GENERATED_SCHEMA`` (PLAN_SCHEMA + how
+    summary, complete)``. Label columns: ``facegen.labels.GENERATED_SCHEMA`` (PLAN_SCHEMA + how
     each image was made).
 
 Shard files (``facegen.io.shards``):

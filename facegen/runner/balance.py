@@ -32,7 +32,8 @@ from facegen.runner.finalize import (
     write_labels,
     write_summary,
 )
-from facegen.runner.generation import GENERATED_SCHEMA, GenerationWorker
+from facegen.labels import GENERATED_SCHEMA
+from facegen.runner.generation import GenerationWorker
 from facegen.runner.run import RunSummary, run_shards
 from facegen.runner.task import ShardTask
 from facegen.runner.units import units_from_parquet

@@ -18,26 +18,10 @@ from PIL import Image
 
 from facegen.io.fs import Location
 from facegen.io.samples import Sample, SampleFailure
-from facegen.labels import PLAN_SCHEMA
+from facegen.labels import GENERATED_SCHEMA
 from facegen.runner.units import WorkUnit
 
 log = logging.getLogger(__name__)
-
-#: Shard Parquet / labels.parquet rows: the plan row plus how the image was made.
-GENERATED_SCHEMA = pa.schema(
-    list(PLAN_SCHEMA)
-    + [
-        pa.field("image_format", pa.string(), nullable=False),
-        pa.field("width", pa.int32(), nullable=False),
-        pa.field("height", pa.int32(), nullable=False),
-        pa.field("steps", pa.int32(), nullable=False),
-        pa.field("scheduler", pa.string(), nullable=False),
-        pa.field("guidance_id", pa.float32(), nullable=False),
-        pa.field("guidance_lmk", pa.float32(), nullable=False),
-        pa.field("guidance_emo", pa.float32(), nullable=False),
-        pa.field("model_id", pa.string(), nullable=False),
-    ]
-)
 
 #: Plan files an actor needs besides the rows it is handed (copied locally when the plan is remote).
 PLAN_SIDE_FILES = ("identities.npy", "plan_summary.json")

@@ -80,3 +80,27 @@ def mesh():
     backend = get_backend("mediapipe")
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def group_photo() -> np.ndarray:
+    """insightface's t1.jpg (6 people), read from its wheel, which `make` downloads (not installs)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from PIL import Image
+
+    folder = Path(sys.prefix) / "test-data"
+    wheels = sorted(folder.glob("insightface-*.whl"))
+    if not wheels:  # outside `make`: fetch the same wheel from PyPI once
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "insightface==2.1", "-d", str(folder)],
+            check=True,
+        )
+        wheels = sorted(folder.glob("insightface-*.whl"))
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        data = wheel.read("insightface/data/images/t1.jpg")
+    import io
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

@@ -102,3 +102,29 @@ def test_embed_id_photos(tmp_path, models_dir, astronaut):
     (tmp_path / "c.jpg").write_text("nope")
     with pytest.raises(FacegenError, match="c.jpg"):
         embed_id_photos([tmp_path / "c.jpg"], models_dir=models_dir)
+
+
+def test_dlib_same_face_closer_than_other_people_in_a_group_photo(dlib_backend, group_photo):
+    """Each person of t1.jpg vs. their own flipped/resized crop, against every other person."""
+    import dlib
+
+    boxes = dlib.get_frontal_face_detector()(group_photo, 1)
+    assert len(boxes) == 6
+    h, w = group_photo.shape[:2]
+    people = []
+    for box in boxes:
+        m = box.width() // 2  # margin so the detector finds the face again inside the crop
+        crop = group_photo[max(box.top() - m, 0) : min(box.bottom() + m, h), max(box.left() - m, 0) : min(box.right() + m, w)]
+        crop = np.ascontiguousarray(crop)
+        variants = [
+            crop,
+            np.ascontiguousarray(crop[:, ::-1]),
+            np.asarray(Image.fromarray(crop).resize((crop.shape[1] * 2, crop.shape[0] * 2), Image.Resampling.BILINEAR)),
+        ]
+        embeddings = [dlib_backend.embed(v) for v in variants]
+        assert all(e is not None for e in embeddings)
+        people.append(embeddings)
+    sim = dlib_backend.similarity
+    same = [sim(p[0], p[k]) for p in people for k in (1, 2)]
+    different = [sim(a[0], b[k]) for i, a in enumerate(people) for j, b in enumerate(people) if i != j for k in range(3)]
+    assert min(same) > max(different)

@@ -26,7 +26,7 @@ def balance_dir(tmp_path_factory, astronaut, grace_hopper):
     from facegen.io.fs import Location
     from facegen.io.samples import Sample
     from facegen.io.shards import write_shard
-    from facegen.runner.generation import GENERATED_SCHEMA
+    from facegen.labels import GENERATED_SCHEMA
 
     root = tmp_path_factory.mktemp("balance") / "ds"
     noise = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
