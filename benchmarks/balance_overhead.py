@@ -96,7 +96,7 @@ def attributed_run(manifest_path: Path, work: Path, threads: int) -> tuple[float
     from facegen.manifest import load_manifest, resolve_model_dir, write_plan
     from facegen.runner import ShardTask, units_from_parquet
     from facegen.labels import GENERATED_SCHEMA
-from facegen.runner.generation import GenerationWorker
+    from facegen.runner.generation import GenerationWorker
 
     torch.set_num_threads(threads)
     manifest = load_manifest(manifest_path)

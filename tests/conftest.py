@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
-# Ray 2.60 turns on token auth for local clusters; tests start their own in-process cluster.
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # Ray must not re-launch workers via uv
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Hermetic preset cache (`model: tiny` builds into $FACEGEN_CACHE): never reuse or touch ~/.cache.
+os.environ["FACEGEN_CACHE"] = tempfile.mkdtemp(prefix="facegen-test-cache-")
 
 
 @pytest.fixture(scope="session")
