@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.facegen-installed
 DEMO_OUT ?= out/demo
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean synthface-model synthface-study
 
 $(STAMP): pyproject.toml constraints.txt constraints-gpu.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# Rebuild the shipped synthface preset + proxy estimator from scratch (~2.5 h on 2 CPU cores; resumable;
+# everything under runs/synthface/, which git ignores). CI never runs it.
+synthface-model: $(STAMP)
+	scripts/build_synthface_model.sh $(VENV)/bin/facegen
+
+# The synthface study (benchmarks/results/synthface.md) on the models synthface-model trained.
+synthface-study: $(STAMP)
+	$(VENV)/bin/python benchmarks/synthface_study.py
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(VENV)/bin/python $$b || exit 1; done

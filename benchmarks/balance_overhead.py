@@ -63,7 +63,7 @@ def bare_loop(manifest_path: Path, work: Path, threads: int) -> tuple[float, int
             id_embeds=cond.id_embeds, landmark_images=cond.landmark_images, emotions=cond.emotions,
             use_lmk=cond.use_lmk, use_emo=cond.use_emo, seeds=rows.column("seed").to_pylist(),
             num_inference_steps=s.steps, guidance=GuidanceWeights(s.guidance.id, s.guidance.lmk, s.guidance.emo),
-            scheduler=s.scheduler,
+            scheduler=s.scheduler, output_type="np", progress=False,
         )
         seconds += time.perf_counter() - start
     return seconds, plan.num_rows

@@ -110,3 +110,6 @@ EXEMPLAR_SCHEMA = pa.schema(
         pa.field("emotion_probs", pa.list_(pa.float32(), NUM_EMOTIONS), nullable=False),
     ]
 )
+
+#: Photo suffixes read from folders (manifest identity folders, ID photo embedding); one tuple for both.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")

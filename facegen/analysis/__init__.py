@@ -9,7 +9,7 @@ Backends (``get_backend(name, kind=..., models_dir=...)``):
   probabilities, NaN valence/arousal, class -1).
 
 Weights live in a models folder: ``--models DIR`` or ``$FACEGEN_MODELS`` (default
-``~/.cache/facegen/models``); ``check_models(dir)`` / ``facegen models check`` list what is expected.
+``~/.cache/facegen/models``); ``check_models(dir)`` / ``facegen weights check`` list what is expected.
 """
 
 from facegen.analysis.base import (
@@ -21,8 +21,8 @@ from facegen.analysis.base import (
     LandmarkBackend,
 )
 from facegen.analysis.headpose import head_pose, head_pose_from_points
-from facegen.analysis.models import ModelFile, check_models, expected_model_files, resolve_models_dir
-from facegen.analysis.registry import backend_names, get_backend
+from facegen.analysis.models import ModelFile, resolve_models_dir
+from facegen.analysis.registry import backend_names, check_models, expected_model_files, get_backend
 
 __all__ = [
     "EmotionBackend",

@@ -24,6 +24,8 @@ class ArcFaceONNX(IdentityBackend):
     name = "arcface"
     dim: ClassVar[int] = 512
     match_threshold: ClassVar[float] = 0.3
+    #: Embeddings live in the space of the plan's identity vectors (compare with identities.npy).
+    planned_space: ClassVar[bool] = True
     input_size: ClassVar[int] = 112
 
     def __init__(self, model_path: str | Path, threads: int = 1) -> None:

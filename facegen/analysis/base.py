@@ -66,7 +66,7 @@ class Backend(ABC):
 
     @classmethod
     def model_files(cls) -> list[ModelFile]:
-        """Weight files this backend needs (shown by `facegen models check`)."""
+        """Weight files this backend needs (shown by `facegen weights check`)."""
         return []
 
     @classmethod

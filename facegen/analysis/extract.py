@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,7 +23,6 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from PIL import Image
 
 from facegen.analysis.analyze import FaceAnalyzer, FaceRecord
@@ -33,11 +31,11 @@ from facegen.analysis.inputs import IDENTITY_FROM, SourceReader, list_inputs
 from facegen.analysis.models import resolve_models_dir
 from facegen.analysis.registry import backend_class
 from facegen.errors import FacegenError
+from facegen.io.fs import Location, normalize_url
 from facegen.labels import EXTRACT_SCHEMA, ID_EMBED_DIM
 from facegen.runner import (
     Distributor,
     InProcessDistributor,
-    RayDistributor,
     Sample,
     SampleFailure,
     ShardTask,
@@ -46,6 +44,7 @@ from facegen.runner import (
     run_shards,
     units_from_table,
 )
+from facegen.runner.finalize import collect_labels
 
 FORMAT_VERSION = 1
 REJECTS_SCHEMA = pa.schema(
@@ -63,7 +62,7 @@ class ExtractConfig:
     """Validated once by :meth:`validate` (paths made absolute so Ray actors can use them)."""
 
     input: str
-    out: str
+    out: str  # a local folder or an fsspec URL (``s3://bucket/data``), like `balance --out`
     identity_from: str = "folders"
     crop_size: int = 256
     landmark_backend: str = "mediapipe"
@@ -101,7 +100,7 @@ class ExtractConfig:
             **{
                 **asdict(self),
                 "input": str(Path(self.input).expanduser().resolve()),
-                "out": str(Path(self.out).expanduser().resolve()),
+                "out": normalize_url(self.out),
                 "models_dir": str(models),
                 "exemplar_bank": str(Path(self.exemplar_bank).expanduser().resolve()) if self.exemplar_bank else None,
             }
@@ -188,7 +187,7 @@ class ExtractWorker:
 
 @dataclass
 class ExtractSummary:
-    out: Path
+    out: str  # the output folder (path or URL)
     inputs: int
     extracted: int
     rejected: int
@@ -215,12 +214,6 @@ def fingerprint(config: ExtractConfig, listing: pa.Table) -> str:
     return h.hexdigest()[:16]
 
 
-def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
 def run_extract(config: ExtractConfig, distributor: Distributor | None = None, *, progress: bool = True) -> ExtractSummary:
     """Extract every input image of `config` into `config.out` (resumable; see module docstring)."""
     import functools
@@ -228,14 +221,14 @@ def run_extract(config: ExtractConfig, distributor: Distributor | None = None, *
 
     started = time.perf_counter()
     config = config.validate()
-    out = Path(config.out)
+    root = Location(config.out)
     listing = list_inputs(config.input, config.identity_from)
     listing = assign_shards(listing, config.images_per_shard)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_parquet_atomic(listing, out / "inputs.parquet")
+    root.makedirs()
+    root.write_parquet_atomic("inputs.parquet", listing)
     task = ShardTask(
         functools.partial(ExtractWorker, config),
-        str(out),
+        root.url,
         fingerprint(config, listing),
         label_schema=EXTRACT_SCHEMA,
         extra_stats={"command": "extract", "format_version": FORMAT_VERSION},
@@ -251,11 +244,10 @@ def run_extract(config: ExtractConfig, distributor: Distributor | None = None, *
     for shard, error in sorted(summary.failed.items()):
         for row in listing.filter(pc.equal(listing.column("shard"), shard)).to_pylist():
             rejects.append({"key": row["key"], "source": row["source"], "reason": "shard-failed", "detail": error})
-    _write_parquet_atomic(pa.Table.from_pylist(rejects, schema=REJECTS_SCHEMA), out / "rejects.parquet")
+    root.write_parquet_atomic("rejects.parquet", pa.Table.from_pylist(rejects, schema=REJECTS_SCHEMA))
 
-    tables = [pq.read_table(out / "shards" / f"{s:06d}.parquet", schema=EXTRACT_SCHEMA) for s in sorted(summary.done)]
-    labels = pa.concat_tables(tables) if tables else EXTRACT_SCHEMA.empty_table()
-    _write_parquet_atomic(labels, out / "labels.parquet")
+    labels = collect_labels(root, list(summary.done), EXTRACT_SCHEMA)
+    root.write_parquet_atomic("labels.parquet", labels)
 
     bank_path = None
     if config.exemplar_bank and labels.num_rows:
@@ -264,7 +256,7 @@ def run_extract(config: ExtractConfig, distributor: Distributor | None = None, *
     for r in rejects:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
     return ExtractSummary(
-        out=out,
+        out=root.url,
         inputs=listing.num_rows,
         extracted=labels.num_rows,
         rejected=len(rejects),
@@ -295,13 +287,3 @@ def write_exemplar_bank_from_labels(labels: pa.Table, path: Path) -> Path:
         arousal=labels.column("arousal").to_numpy(),
         emotion_probs=fixed("emotion_probs", NUM_EMOTIONS),
     )
-
-
-def make_distributor(workers: int, cpus_per_worker: float | None = None, address: str | None = None) -> Distributor:
-    """`workers` = 0: in this process; >= 1: that many Ray actors (fractional CPUs by default)."""
-    if workers < 0:
-        raise FacegenError(f"--workers must be >= 0, got {workers}")
-    if workers == 0:
-        return InProcessDistributor()
-    cpus = cpus_per_worker if cpus_per_worker is not None else max(0.25, min(1.0, (os.cpu_count() or 2) / (2 * workers)))
-    return RayDistributor(num_actors=workers, num_cpus=cpus, address=address)

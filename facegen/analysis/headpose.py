@@ -40,7 +40,13 @@ def head_pose_from_points(points_px: np.ndarray, template: np.ndarray) -> HeadPo
 
 
 def head_pose(face: FaceLandmarks, template: np.ndarray | None = None) -> HeadPose:
-    """Pose of a detected face; `template` defaults to `facegen.conditions.template.neutral_template()`."""
+    """Pose of a detected face; `template` defaults to `facegen.conditions.template.neutral_template()`.
+
+    A backend that measures pose directly (e.g. ``synthface``) attaches it as `face.pose`; it wins.
+    """
+    measured = getattr(face, "pose", None)
+    if measured is not None:
+        return measured
     if template is None:
         from facegen.conditions.template import neutral_template
 

@@ -27,6 +27,28 @@ class ImageRejected(Exception):
         return (reason, detail) if sep and " " not in reason else ("error", text)
 
 
+#: Single-channel modes with more than 8 bits per pixel. Pillow's convert("RGB") clips them at 255
+#: instead of scaling (a 16-bit grayscale PNG became pure 0/255), so they are scaled here.
+_WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image | np.ndarray:
+    """8-bit RGB: Pillow's conversion, except wide grayscale which is scaled to 0..255 first."""
+    if img.mode not in _WIDE_GRAY_MODES:
+        return img.convert("RGB")
+    gray = np.asarray(img)
+    if gray.dtype.kind == "f":
+        gray = np.nan_to_num(gray.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        top = float(gray.max(initial=0.0))
+        scale = 255.0 if top <= 1.0 else (1.0 if top <= 255.0 else 255.0 / 65535.0)
+    elif img.mode.startswith("I;16") or int(gray.max(initial=0)) > 255:
+        scale = 255.0 / 65535.0  # 16 significant bits (32-bit "I" holding 16-bit PNG samples too)
+    else:
+        scale = 1.0  # an "I" image whose values already fit 8 bits
+    gray8 = np.clip(np.rint(gray.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+    return np.repeat(gray8[:, :, None], 3, axis=2)
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """RGB uint8 (H, W, 3) from encoded bytes (EXIF orientation applied); ImageRejected otherwise."""
     if not data:
@@ -37,7 +59,7 @@ def decode_image(data: bytes) -> np.ndarray:
             with Image.open(io.BytesIO(data)) as img:
                 img.load()  # decodes fully: truncated files fail here, not later
                 img = ImageOps.exif_transpose(img)
-                rgb = img.convert("RGB")
+                rgb = _to_rgb(img)
     except UnidentifiedImageError:
         raise ImageRejected("not-an-image", "not a decodable image format") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -1,4 +1,4 @@
-"""The bring-your-own models folder and the files each backend expects in it (`facegen models check`)."""
+"""The bring-your-own models folder and the files each backend expects in it (`facegen weights check`)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class ModelFile:
             where = " or ".join(str(models_dir / c) for c in self.candidates)
             raise FacegenError(
                 f"{self.backend} weights not found: put {where} ({self.purpose}); pass --models DIR or set "
-                f"{MODELS_ENV}; `facegen models check` lists what is expected"
+                f"{MODELS_ENV}; `facegen weights check` lists what is expected"
             )
         return found
 
@@ -63,18 +63,3 @@ class ModelFileStatus:
     @property
     def present(self) -> bool:
         return self.path is not None
-
-
-def expected_model_files() -> list[ModelFile]:
-    """Every backend's files, in `models check` order."""
-    from facegen.analysis.registry import backend_classes
-
-    files: list[ModelFile] = []
-    for cls in backend_classes():
-        files.extend(cls.model_files())
-    return files
-
-
-def check_models(models_dir: Path) -> list[ModelFileStatus]:
-    """Which expected files are present where."""
-    return [ModelFileStatus(f, f.locate(models_dir)) for f in expected_model_files()]

@@ -11,17 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from facegen.analysis.base import Backend
-from facegen.analysis.models import resolve_models_dir
+from facegen.analysis.models import ModelFile, ModelFileStatus, resolve_models_dir
 from facegen.errors import FacegenError
 
 #: (kind, name) -> "module:Class"
 _BACKENDS: dict[tuple[str, str], str] = {
     ("landmarks", "mediapipe"): "facegen.analysis.mediapipe_mesh:MediaPipeFaceMesh",
+    ("landmarks", "synthface"): "facegen.analysis.synthface_backends:SynthfaceLandmarks",
     ("identity", "arcface"): "facegen.analysis.arcface_onnx:ArcFaceONNX",
     ("identity", "dlib"): "facegen.analysis.dlib_resnet:DlibResNet",
+    ("identity", "synthface"): "facegen.analysis.synthface_backends:SynthfaceIdentity",
     ("identity", "none"): "facegen.analysis.null_backends:NoIdentity",
     ("emotion", "emonet"): "facegen.analysis.emonet:EmoNetBackend",
     ("emotion", "hsemotion"): "facegen.analysis.hsemotion_onnx:HSEmotionONNX",
+    ("emotion", "synthface"): "facegen.analysis.synthface_backends:SynthfaceEmotion",
     ("emotion", "none"): "facegen.analysis.null_backends:NoEmotion",
 }
 
@@ -50,7 +53,7 @@ def backend_class(name: str, kind: str | None = None) -> type[Backend]:
 
 
 def backend_classes() -> list[type[Backend]]:
-    """All registered classes (imports their modules; used by `models check`)."""
+    """All registered classes (imports their modules; used by `weights check`)."""
     return [_load_class(target) for target in _BACKENDS.values()]
 
 
@@ -59,3 +62,16 @@ def get_backend(
 ) -> Backend:
     """Build the backend `name` with weights from `models_dir` (default: `$FACEGEN_MODELS`)."""
     return backend_class(name, kind).create(resolve_models_dir(models_dir), **options)
+
+
+def expected_model_files() -> list[ModelFile]:
+    """Every backend's files, in `weights check` order (here, not in `models`: backends import `models`)."""
+    files: list[ModelFile] = []
+    for cls in backend_classes():
+        files.extend(cls.model_files())
+    return files
+
+
+def check_models(models_dir: Path) -> list[ModelFileStatus]:
+    """Which expected files are present where."""
+    return [ModelFileStatus(f, f.locate(models_dir)) for f in expected_model_files()]

@@ -20,10 +20,10 @@ images planned for the same identity.
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
 import json
 import math
-import os
-import tarfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,8 +39,13 @@ from facegen.analysis.images import ImageRejected, decode_image
 from facegen.analysis.models import resolve_models_dir
 from facegen.analysis.registry import backend_class, get_backend
 from facegen.errors import FacegenError
+from facegen.io.fs import Location, normalize_url
+from facegen.io.lock import read_lock
+from facegen.io.reader import ShardReader
+from facegen.io.shards import SHARDS_DIR
 from facegen.labels import NUM_EMOTIONS, NUM_LANDMARKS
 from facegen.runner import Distributor, InProcessDistributor, Sample, SampleFailure, ShardTask, WorkUnit, run_shards, units_from_table
+from facegen.runner.finalize import collect_labels
 
 VERIFY_DIR = "verify"
 VERIFY_TABLE = "verify.parquet"
@@ -71,31 +76,51 @@ MEASURED_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class VerifyConfig:
-    dataset: str
+    dataset: str  # a local folder or an fsspec URL (``s3://bucket/ds``), like `balance --out`
     identity_backend: str = "auto"
     emotion_backend: str = "none"
+    #: "auto": ``synthface`` for datasets made by a synthface model (then identity / emotion "auto"
+    #: also mean synthface), else ``mediapipe``.
+    landmark_backend: str = "auto"
     models_dir: str | None = None
     reject: bool = False
     max_pose_error: float = 15.0
     min_identity_similarity: float | None = None
 
     def validate(self) -> "VerifyConfig":
-        root = Path(self.dataset).expanduser().resolve()
-        if not (root / "labels.parquet").is_file() or not (root / "shards").is_dir():
-            raise FacegenError("not a finished `facegen balance` output (needs labels.parquet and shards/)", where=str(root))
+        url = normalize_url(self.dataset)
+        root = Location(url)
+        if not root.exists("labels.parquet") or not root.exists(SHARDS_DIR):
+            raise FacegenError("not a finished `facegen balance` output (needs labels.parquet and shards/)", where=url)
         models = resolve_models_dir(self.models_dir).resolve()
+        landmarks = self.landmark_backend
+        if landmarks == "auto":
+            landmarks = "synthface" if _made_by_synthface(root) else "mediapipe"
+        backend_class(landmarks, "landmarks")  # unknown names fail here, in one line
         identity = self.identity_backend
+        emotion = self.emotion_backend
+        if landmarks == "synthface":
+            identity = "synthface" if identity == "auto" else identity
+            emotion = "synthface" if emotion == "auto" else emotion
+        if emotion == "auto":
+            emotion = next(
+                (c for c in ("emonet", "hsemotion") if all(f.locate(models) for f in backend_class(c, "emotion").model_files())),
+                "none",
+            )
         if identity == "auto":
             arc = backend_class("arcface", "identity").model_files()
             identity = "arcface" if all(f.locate(models) for f in arc) else "dlib"
-        for kind, name in (("identity", identity), ("emotion", self.emotion_backend)):
+        for kind, name in (("identity", identity), ("emotion", emotion)):
             for f in backend_class(name, kind).model_files():
                 f.require(models)
         if identity == "none":
             raise FacegenError("verify needs an identity backend: arcface or dlib")
         if self.max_pose_error <= 0:
             raise FacegenError("--max-pose-error must be > 0")
-        return VerifyConfig(**{**asdict(self), "dataset": str(root), "identity_backend": identity, "models_dir": str(models)})
+        return VerifyConfig(**{
+            **asdict(self), "dataset": url, "identity_backend": identity, "emotion_backend": emotion,
+            "landmark_backend": landmarks, "models_dir": str(models),
+        })
 
 
 class VerifyWorker:
@@ -104,7 +129,7 @@ class VerifyWorker:
     def __init__(self, config: VerifyConfig) -> None:
         self.config = config
         models = config.models_dir
-        self.mesh = get_backend("mediapipe", kind="landmarks")
+        self.mesh = get_backend(config.landmark_backend, kind="landmarks", models_dir=models)
         self.identity = get_backend(config.identity_backend, kind="identity", models_dir=models)
         self.emotion = get_backend(config.emotion_backend, kind="emotion", models_dir=models)
 
@@ -112,23 +137,25 @@ class VerifyWorker:
         from facegen.analysis.align import box_crop
         from facegen.analysis.analyze import EMOTION_CROP_MARGIN
 
-        tar_path = Path(self.config.dataset) / "shards" / f"{unit.shard:06d}.tar"
-        with tarfile.open(tar_path, "r") as tar:
-            members = {m.name: m for m in tar.getmembers() if m.isfile()}
+        reader = ShardReader.of(Location(self.config.dataset), unit.shard)
+        with reader:
             for row in unit.rows.to_pylist():
                 key = row["key"]
                 measured: dict[str, Any] = {"key": key, "shard": unit.shard, "face_found": False, "verify_error": ""}
                 try:
-                    member = members.get(f"{key}.{row.get('image_format') or 'jpg'}")
-                    if member is None:
-                        raise ImageRejected("missing", f"no image for {key} in {tar_path.name}")
-                    image = decode_image(tar.extractfile(member).read())  # type: ignore[union-attr]
+                    ext = row.get("image_format") or "jpg"
+                    if ext not in reader.exts(key):
+                        raise ImageRejected("missing", f"no image for {key} in {reader.rel.rpartition('/')[2]}")
+                    image = decode_image(reader.read(key, ext))
                     face = self.mesh.detect(image)
                     if face is None:
-                        raise ImageRejected("no-face", "mediapipe found no face")
+                        raise ImageRejected("no-face", f"{self.config.landmark_backend} found no face")
                     pose = head_pose(face)
                     emb = self.identity.embed(image, face)
-                    crop, _ = box_crop(image, face, self.emotion.crop_size, EMOTION_CROP_MARGIN)
+                    if getattr(self.emotion, "reads_full_image", False):
+                        crop = image
+                    else:
+                        crop, _ = box_crop(image, face, self.emotion.crop_size, EMOTION_CROP_MARGIN)
                     (emo,) = self.emotion.predict([crop])
                     measured.update(
                         face_found=True,
@@ -214,12 +241,12 @@ def pair_similarities(embeddings: np.ndarray, identities: np.ndarray, seed: int 
 
 @dataclass
 class VerifyResult:
-    table_path: Path
-    report_path: Path
+    table_path: str  # DATASET/verify.parquet (a path, or a URL for fsspec datasets)
+    report_path: str  # DATASET/verify_report.json
     report: dict[str, Any]
 
 
-def _planned_landmarks(root: Path, labels: pa.Table) -> np.ndarray:
+def _planned_landmarks(root: Location, labels: pa.Table) -> np.ndarray:
     """(N, 478, 3) the landmarks each row's landmark image was rendered from (NaN where unknown)."""
     from facegen.conditions.render import posed_landmarks
     from facegen.conditions.template import neutral_template
@@ -236,14 +263,11 @@ def _planned_landmarks(root: Path, labels: pa.Table) -> np.ndarray:
     return posed_landmarks(base, yaw, pitch, roll)
 
 
-def _exemplar_landmarks(root: Path) -> np.ndarray | None:
+def _exemplar_landmarks(root: Location) -> np.ndarray | None:
     """The manifest's exemplar bank landmarks, found through the dataset's manifest.lock.yaml."""
-    import yaml
-
-    lock_path = root / "manifest.lock.yaml"
-    if not lock_path.is_file():
+    lock = read_lock(root)
+    if lock is None:
         return None
-    lock = yaml.safe_load(lock_path.read_text()) or {}
     bank = (((lock.get("manifest") or {}).get("targets") or {}).get("expression") or {}).get("exemplars")
     if not bank:
         return None
@@ -276,19 +300,19 @@ def run_verify(config: VerifyConfig, distributor: Distributor | None = None, *, 
     """Measure every generated image of `config.dataset`; write verify.parquet + verify_report.json."""
     started = time.perf_counter()
     config = config.validate()
-    root = Path(config.dataset)
-    labels = pq.read_table(root / "labels.parquet")
+    root = Location(config.dataset)
+    labels = _read_parquet(root, "labels.parquet")
     labels = labels.sort_by([("shard", "ascending"), ("key", "ascending")])
     if labels.num_rows == 0:
-        raise FacegenError("labels.parquet has no rows: nothing to verify", where=str(root))
+        raise FacegenError("labels.parquet has no rows: nothing to verify", where=root.url)
     rows = labels.select([c for c in ("key", "shard", "image_format") if c in labels.column_names])
-    fp_src = json.dumps({"v": FORMAT_VERSION, "identity": config.identity_backend, "emotion": config.emotion_backend})
+    fp_src = json.dumps({"v": FORMAT_VERSION, "identity": config.identity_backend, "emotion": config.emotion_backend,
+                         "landmarks": config.landmark_backend})
     fp_src += "\n".join(labels.column("key").to_pylist())
-    import hashlib
-
+    verify_root = root.child(VERIFY_DIR)
     task = ShardTask(
         functools.partial(VerifyWorker, config),
-        str(root / VERIFY_DIR),
+        verify_root.url,
         hashlib.sha256(fp_src.encode()).hexdigest()[:16],
         label_schema=MEASURED_SCHEMA,
         extra_stats={"command": "verify"},
@@ -296,24 +320,38 @@ def run_verify(config: VerifyConfig, distributor: Distributor | None = None, *, 
     summary = run_shards(units_from_table(rows), task, distributor or InProcessDistributor(), progress=progress, description="verifying")
     if summary.failed:
         raise FacegenError(f"{len(summary.failed)} shard(s) could not be verified (e.g. {next(iter(summary.failed.values()))}); re-run to resume")
-    measured = pa.concat_tables([pq.read_table(root / VERIFY_DIR / "shards" / f"{s:06d}.parquet", schema=MEASURED_SCHEMA) for s in sorted(summary.done)])
+    measured = collect_labels(verify_root, list(summary.done), MEASURED_SCHEMA)
     measured = measured.sort_by([("shard", "ascending"), ("key", "ascending")])
     if measured.column("key").to_pylist() != labels.column("key").to_pylist():
-        raise FacegenError("verify shards do not match labels.parquet; delete DIR/verify and re-run", where=str(root))
+        raise FacegenError("verify shards do not match labels.parquet; delete DIR/verify and re-run", where=root.url)
 
     table, report = _compare(root, config, labels, measured)
-    table_path, report_path = root / VERIFY_TABLE, root / VERIFY_REPORT
-    tmp = table_path.with_name(f".{table_path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, table_path)
+    root.write_parquet_atomic(VERIFY_TABLE, table)
     report["seconds"] = time.perf_counter() - started
-    tmp = report_path.with_name(f".{report_path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(report, indent=1, sort_keys=True))
-    os.replace(tmp, report_path)
-    return VerifyResult(table_path, report_path, report)
+    root.write_text_atomic(VERIFY_REPORT, json.dumps(report, indent=1, sort_keys=True))
+    return VerifyResult(root.child(VERIFY_TABLE).url, root.child(VERIFY_REPORT).url, report)
 
 
-def _compare(root: Path, config: VerifyConfig, labels: pa.Table, measured: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
+def _made_by_synthface(root: Location) -> bool:
+    """Whether labels.parquet says a synthface model made the images (its `model_id`)."""
+    try:
+        with root.open("labels.parquet", "rb") as f:
+            schema = pq.read_schema(f)
+            if "model_id" not in schema.names:
+                return False
+        with root.open("labels.parquet", "rb") as f:
+            ids = pq.read_table(f, columns=["model_id"]).column("model_id").unique().to_pylist()
+    except (OSError, pa.ArrowInvalid):
+        return False
+    return any(str(i).startswith("synthface") for i in ids)
+
+
+def _read_parquet(root: Location, rel: str, **options: Any) -> pa.Table:
+    with root.open(rel, "rb") as f:
+        return pq.read_table(f, **options)
+
+
+def _compare(root: Location, config: VerifyConfig, labels: pa.Table, measured: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
     n = labels.num_rows
     found = measured.column("face_found").to_numpy(zero_copy_only=False).astype(bool)
     controls = labels.column("controls").to_pylist() if "controls" in labels.column_names else ["id+lmk+emo"] * n
@@ -341,8 +379,9 @@ def _compare(root: Path, config: VerifyConfig, labels: pa.Table, measured: pa.Ta
     has_emb = np.isfinite(emb).all(1)
     ident = labels.column("identity").to_numpy()
     similarity = np.full(n, np.nan)
-    if config.identity_backend == "arcface" and (root / "identities.npy").is_file():
-        ref = np.load(root / "identities.npy", allow_pickle=False).astype(np.float64)
+    planned_space = getattr(backend_class(config.identity_backend, "identity"), "planned_space", False)
+    if planned_space and root.exists("identities.npy"):
+        ref = np.load(io.BytesIO(root.read_bytes("identities.npy")), allow_pickle=False).astype(np.float64)
         ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
         similarity[has_emb] = (emb[has_emb] * ref[ident[has_emb]]).sum(1)
         reference = "planned identity vector (identities.npy)"
@@ -396,6 +435,7 @@ def _compare(root: Path, config: VerifyConfig, labels: pa.Table, measured: pa.Ta
         "faces_found": int(found.sum()),
         "identity_backend": config.identity_backend,
         "emotion_backend": config.emotion_backend,
+        "landmark_backend": config.landmark_backend,
         "pose_rmse_deg": {
             "rows": int(lmk_rows.sum()),
             **{a: rmse(measured_pose[lmk_rows, k], planned_pose[lmk_rows, k]) for k, a in enumerate(("yaw", "pitch", "roll"))},
@@ -437,7 +477,7 @@ def format_report(report: dict[str, Any]) -> str:
         e = report["emotion"]
         lines.append(f"emotion ({e['rows']} rows with emotion control): accuracy {f(e['accuracy'])}  valence RMSE {f(e['valence_rmse'])}  arousal RMSE {f(e['arousal_rmse'])}")
     else:
-        lines.append("emotion: not measured (no emotion backend; see `facegen models check`)")
+        lines.append("emotion: not measured (no emotion backend; see `facegen weights check`)")
     s, im = idr["same_identity_pairs"], idr["impostor_pairs"]
     lines.append(f"identity ({report['identity_backend']}): same-identity mean {f(s.get('mean'))} (n={s.get('n', 0)})  impostor mean {f(im.get('mean'))} (n={im.get('n', 0)})")
     lines.append(f"identity similarity to reference: mean {f(idr['similarity_to_reference'].get('mean'))}; threshold {f(idr['threshold'])}")

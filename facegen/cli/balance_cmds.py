@@ -18,7 +18,7 @@ def balance(
     manifest: Annotated[Path, typer.Option("--manifest", "-m", help="Manifest YAML: what to generate.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Dataset folder or fsspec URL (s3://bucket/ds). Re-running resumes.")],
     model: Annotated[Optional[str], typer.Option(help="Model folder (or `tiny`) replacing the manifest's `model:`, e.g. where cluster nodes keep the weights. Weights are identified by hash, so resuming still works.")] = None,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (e.g. auto or ray://head:10001); default: start a local Ray.")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (e.g. auto or ray://head:10001); default: $RAY_ADDRESS, else a new local Ray.")] = None,
     num_actors: Annotated[Optional[int], typer.Option(help="Actors (model replicas). Default: GPUs / --gpus-per-actor, or 1 on CPU.")] = None,
     gpus_per_actor: Annotated[Optional[float], typer.Option(help="GPUs per actor (0 = CPU; 0.5 packs two actors per GPU). Default: 1 if the cluster has GPUs.")] = None,
     cpus_per_actor: Annotated[Optional[float], typer.Option(help="CPUs reserved per actor; fractions allowed. Default: CPUs / actors (<= 1 with GPUs).")] = None,
@@ -31,7 +31,17 @@ def balance(
     reports: Annotated[bool, typer.Option(help="Write report.png and preview.jpg.")] = True,
 ) -> None:
     """Plan and generate a dataset: DIR/shards/*.tar + *.parquet, labels.parquet, summary.json, reports."""
-    from facegen.runner.balance import BalanceConfig, run_balance
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # a clean stop (exit 130) from the first moment, as Ctrl-C
+    try:
+        from facegen.runner.balance import BalanceConfig, run_balance
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was written", err=True)
+        raise SystemExit(130) from None
 
     if dtype is not None and dtype not in ("float32", "float16", "bfloat16"):
         raise FacegenError(f"unknown dtype {dtype!r}; use float32, float16 or bfloat16", where="--dtype")
@@ -56,7 +66,7 @@ def balance(
         result = run_balance(cfg)
     except KeyboardInterrupt:
         # Raised here, not left to typer: typer turns it into an exit code that main() does not return.
-        typer.echo("interrupted: finished shards are kept; re-run the same command to resume", err=True)
+        typer.echo("interrupted: finished shards are kept, nothing half-written; re-run the same command to resume", err=True)
         raise SystemExit(130) from None
     s = result.summary
     rate = f", {s['images_per_second']:.2f} img/s" if s.get("images_per_second") else ""

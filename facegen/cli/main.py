@@ -19,9 +19,9 @@ app = typer.Typer(
 
 def _register_all() -> None:
     # Each verb group lives in its own module with a `register(app)` function.
-    from facegen.cli import analysis_cmds, balance_cmds, model_cmds, plan_cmds, train_cmds
+    from facegen.cli import analysis_cmds, balance_cmds, model_cmds, plan_cmds, synthface_cmds, train_cmds
 
-    for module in (model_cmds, plan_cmds, balance_cmds, analysis_cmds, train_cmds):
+    for module in (model_cmds, plan_cmds, balance_cmds, analysis_cmds, train_cmds, synthface_cmds):
         module.register(app)
 
 
@@ -29,7 +29,15 @@ _register_all()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; a FacegenError becomes `error: ...` on stderr and exit code 2."""
+    """Entry point: run the app; a FacegenError becomes `error: ...` on stderr and exit code 2. As the
+    console script (`argv` None) an interrupted command (130) leaves at once (see `_leave_interrupted`)."""
+    code = _main(argv)
+    if code == 130 and argv is None:
+        _leave_interrupted()
+    return code
+
+
+def _main(argv: list[str] | None = None) -> int:
     try:
         # In non-standalone mode click/typer *return* exit codes (typer.Exit(n), Ctrl-C -> 130).
         rv = app(args=argv, standalone_mode=False)
@@ -58,6 +66,20 @@ def _is_click_error(exc: BaseException) -> bool:
     return (module.startswith("click") or module.startswith("typer")) and (
         hasattr(exc, "show") or type(exc).__name__ == "Abort"
     )
+
+
+def _leave_interrupted() -> None:
+    """Exit 130 through ``os._exit`` once the command's own cleanup is done (Ray shut down, temporaries
+    removed): interpreter teardown with Ray's C++ threads still unwinding once segfaulted (-11) after
+    "interrupted" had been printed."""
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    os._exit(130)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`facegen model init|info` and `facegen generate` (a quick look at a model's output)."""
+"""`facegen model init|info|convert` and `facegen generate` (a quick look at a model's output,
+:func:`facegen.runner.quicklook.generate_grid`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def register(app: typer.Typer) -> None:
     model_app = typer.Typer(help="Create and inspect FaceCrafter model folders.", no_args_is_help=True)
     model_app.command("init")(init)
     model_app.command("info")(info)
+    model_app.command("convert")(convert)
     app.add_typer(model_app, name="model")
     app.command("generate")(generate)
 
@@ -69,6 +71,16 @@ def info(model_dir: Path = typer.Argument(..., help="Model folder (with facegen.
     )
 
 
+def convert(
+    old: Path = typer.Argument(..., help="A model folder in the old layout (facegen.json format 1, no model_index.json)."),
+    new: Path = typer.Argument(..., help="Where to write it in the diffusers layout (must not exist or be empty)."),
+) -> None:
+    """Rewrite an old model folder in the diffusers layout (`DiffusionPipeline.from_pretrained` loads it)."""
+    from facegen.model.loading import convert_model_folder
+
+    typer.echo(f"wrote {convert_model_folder(old, new)}")
+
+
 def generate(
     model: Path = typer.Option(..., "--model", "-m", help="Model folder (see `facegen model init`)."),
     id_embedding: str = typer.Option(
@@ -95,107 +107,23 @@ def generate(
     out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="PNG file for the image grid."),
 ) -> None:
     """Generate a few images and save them side by side as one PNG grid."""
-    import numpy as np
-    import torch
+    from facegen.model.pipeline import GuidanceWeights
+    from facegen.runner.quicklook import generate_grid
 
-    from facegen.model.pipeline import SCHEDULERS, FaceCrafterPipeline, GuidanceWeights
-
-    if scheduler is not None and scheduler not in SCHEDULERS:
-        raise FacegenError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}", where="--scheduler")
-    if out.suffix.lower() != ".png":
-        raise FacegenError("the grid is written as PNG; give a .png path", where="--out")
-    pipe = FaceCrafterPipeline.from_pretrained(model)
-    n = num_images
-    ids = torch.from_numpy(_id_embeddings(id_embedding, n, seed))
-    lmk = None if landmarks is None else _landmark_images(landmarks, pipe.landmark_image_size, yaw, pitch, roll)
-    emo = None if emotion is None else torch.from_numpy(_emotion_vector(emotion))
-    result = pipe(
-        ids,
-        landmark_images=None if lmk is None else lmk.expand(n, -1, -1, -1),
-        emotions=None if emo is None else emo.expand(n, -1),
-        seeds=[seed + i for i in range(n)],
-        num_inference_steps=steps,
+    look = generate_grid(
+        model,
+        id_embedding=id_embedding,
+        landmarks=landmarks,
+        yaw=yaw,
+        pitch=pitch,
+        roll=roll,
+        emotion=emotion,
+        num_images=num_images,
+        seed=seed,
+        steps=steps,
+        scheduler=scheduler,
         guidance=GuidanceWeights(w_id, w_lmk, w_emo),
-        scheduler=scheduler,  # type: ignore[arg-type]
-        progress=True,
+        out=out,
     )
-    grid = np.concatenate(list(result.images), axis=1)
-    if lmk is not None:
-        cond = (lmk[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        grid = np.concatenate([_resize(cond, grid.shape[0]), grid], axis=1)
-    from PIL import Image
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(out)
-    typer.echo(f"wrote {out} ({n} images, {result.settings[0]['scheduler']}, {result.settings[0]['num_inference_steps']} steps)")
-
-
-def _id_embeddings(spec: str, n: int, seed: int):
-    import numpy as np
-
-    if spec == "random":
-        emb = np.random.default_rng(seed).standard_normal((n, 512)).astype(np.float32)
-    else:
-        path = Path(spec)
-        if not path.is_file():
-            raise FacegenError("no such file (give a .npy embedding or 'random')", where=str(path))
-        try:
-            emb = np.load(path, allow_pickle=False).astype(np.float32)
-        except ValueError as exc:
-            raise FacegenError(f"not a numeric .npy array ({exc})", where=str(path)) from None
-        emb = emb.reshape(1, -1) if emb.ndim == 1 else emb
-        if emb.ndim != 2 or emb.shape[1] != 512:
-            raise FacegenError(f"expected shape (512,) or (N, 512); got {emb.shape}", where=str(path))
-        emb = np.resize(emb, (n, 512)) if len(emb) != n else emb
-    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
-
-
-def _landmark_images(spec: str, size: int, yaw: float, pitch: float, roll: float):
-    import numpy as np
-    import torch
-
-    if spec == "template":
-        from facegen.conditions.render import posed_landmarks, render_landmark_images
-        from facegen.conditions.template import neutral_template
-
-        base = neutral_template()[None].astype(np.float32)
-        posed = posed_landmarks(base, np.array([yaw]), np.array([pitch]), np.array([roll]))
-        image = render_landmark_images(posed, size)[0]
-    else:
-        from PIL import Image
-
-        path = Path(spec)
-        if not path.is_file():
-            raise FacegenError("no such file (give a landmark PNG or 'template')", where=str(path))
-        image = np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR))
-    return torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-
-
-def _emotion_vector(spec: str):
-    import numpy as np
-
-    from facegen.conditions.emotions import VA_PRIOR, class_index, peaked_probs
-    from facegen.labels import EMOTION_NAMES, EMOTION_VECTOR_DIM
-
-    if "," in spec:
-        try:
-            values = np.array([float(v) for v in spec.split(",")], dtype=np.float32)
-        except ValueError:
-            raise FacegenError("expected comma-separated numbers", where="--emotion") from None
-        if values.shape != (EMOTION_VECTOR_DIM,):
-            raise FacegenError(f"expected {EMOTION_VECTOR_DIM} numbers (v, a, 8 probabilities)", where="--emotion")
-        return values[None]
-    try:
-        index = class_index(spec)
-    except ValueError as exc:
-        raise FacegenError(str(exc), where="--emotion") from None
-    prior = VA_PRIOR[EMOTION_NAMES[index]]
-    vector = np.concatenate([[prior.valence, prior.arousal], peaked_probs()[index]]).astype(np.float32)
-    return vector[None]
-
-
-def _resize(image, height: int):
-    import numpy as np
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize((height, height), Image.BILINEAR))
+    first = look.settings[0]
+    typer.echo(f"wrote {out} ({num_images} images, {first['scheduler']}, {first['num_inference_steps']} steps)")

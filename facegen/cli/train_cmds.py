@@ -50,7 +50,8 @@ def _run(
     seed: Optional[int],
     address: Optional[str],
 ) -> None:
-    from facegen.train.config import load_stage_config
+    from facegen.ray_session import connect_ray
+    from facegen.train.config import check_inputs, load_stage_config
     from facegen.train.run import run_stage
 
     overrides = {
@@ -59,6 +60,8 @@ def _run(
         "run.name": run_name, "run.storage_path": storage_path, "mixed_precision": mixed_precision, "seed": seed,
     }
     cfg = load_stage_config(config, stage, overrides)
+    check_inputs(cfg)  # a user error is one line before any Ray start-up
+    connect_ray(address, quiet=False)  # the one policy (facegen.ray_session); workers' metrics reach the terminal
     result = run_stage(cfg, address=address)
     m = result.final_metrics
     loss = f"{m['loss']:.4f}" if "loss" in m else "n/a"
@@ -94,6 +97,12 @@ def _make_command(stage: str, summary: str):
     return command
 
 
+train_app.command("vae")(
+    _make_command("vae", "Train the autoencoder (reconstruction + KL) for a domain without a pre-trained VAE (synthface).")
+)
+train_app.command("base")(
+    _make_command("base", "Train the identity-conditional base model (Arc2Face's role): UNet + ID encoder, with condition dropout.")
+)
 train_app.command("pretrain-lmk")(
     _make_command("pretrain-lmk", "Pre-train the landmark module + its K/V on same-identity pairs differing in pose/expression.")
 )

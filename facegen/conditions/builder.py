@@ -10,10 +10,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from facegen.conditions.identities import IDENTITIES_FILE, Manifest
 from facegen.errors import FacegenError
 from facegen.labels import CONTROL_SETS, EMOTION_VECTOR_DIM, ID_EMBED_DIM, NUM_EMOTIONS
-from facegen.manifest.plan import IDENTITIES_FILE
-from facegen.manifest.schema import Manifest
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from facegen.errors import FacegenError
+from facegen.io.fs import write_parquet_atomic
 from facegen.labels import EMOTION_NAMES, EXEMPLAR_SCHEMA, NUM_EMOTIONS, NUM_LANDMARKS
 
 _PROB_TOLERANCE = 1e-3
@@ -137,9 +138,7 @@ def write_exemplar_bank(
     )
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out)
+    write_parquet_atomic(out, table)
     return out
 
 

@@ -11,7 +11,7 @@ almost nothing is rejected; thresholds near 0.1 get expensive and are refused wh
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -19,10 +19,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from facegen.errors import FacegenError
-from facegen.labels import ID_EMBED_DIM
+from facegen.labels import ID_EMBED_DIM, IMAGE_SUFFIXES
 
-if TYPE_CHECKING:
-    from facegen.manifest.schema import Manifest
+#: A validated `facegen.manifest.Manifest` (duck-typed: conditions sit below the manifest layer).
+Manifest = Any
+#: The plan's identity embeddings file, (N, 512) float32 (written by `manifest.write_plan`).
+IDENTITIES_FILE = "identities.npy"
 
 #: SeedSequence spawn key of the identity stream (other plan streams use other keys).
 IDENTITY_STREAM = 1
@@ -165,10 +167,9 @@ def resolve_identities(manifest: Manifest) -> tuple[np.ndarray, list[str]]:
 def embed_identity_folder(folder: Path, manifest: Manifest | None = None) -> tuple[np.ndarray, list[str]]:
     """ArcFace embeddings of a folder of ID photos: one identity per subfolder (photos averaged) or,
     for photos directly in `folder`, one identity per photo. Needs the `mediapipe` landmark backend
-    and ArcFace ONNX weights (`facegen models check`)."""
+    and ArcFace ONNX weights (`facegen weights check`)."""
     from PIL import Image
 
-    from facegen.manifest.schema import IMAGE_SUFFIXES
 
     def fail(problem: str) -> FacegenError:
         if manifest is not None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
+import json
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import IO
 
 import numpy as np
 import pyarrow as pa
@@ -14,10 +13,10 @@ import pyarrow.parquet as pq
 
 from facegen.io.fs import TEMP_MARK, Location
 from facegen.io.lock import LOCK_NAME
-from facegen.io.shards import SHARDS_DIR, ShardPaths, all_shard_stats
+from facegen.io.reader import ShardReader, image_ext
+from facegen.io.shards import SHARDS_DIR, ShardPaths, all_shard_stats, file_sha256
 from facegen.labels import CONTROL_SETS, EMOTION_NAMES
 
-IMAGE_EXTS = ("jpg", "png", "webp")
 ANGLE_BINS = 6
 
 
@@ -40,37 +39,13 @@ class InspectReport:
         return not self.problems
 
 
-class _HashingReader:
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-        self.sha = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.sha.update(data)
-        return data
-
-
 def _read_tar(root: Location, rel: str) -> tuple[list[str], str]:
     """Sample keys in tar order (each sample must have an image and a json) and the file's sha256."""
-    files: dict[str, set[str]] = {}
-    order: list[str] = []
-    with root.open(rel, "rb") as raw:
-        reader = _HashingReader(raw)
-        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
-            for member in tar:
-                key, _, ext = member.name.partition(".")
-                if key not in files:
-                    files[key] = set()
-                    order.append(key)
-                files[key].add(ext)
-                tar.extractfile(member).read()  # type: ignore[union-attr]  # touch every byte
-        while reader.read(1 << 20):
-            pass
-    incomplete = [k for k in order if "json" not in files[k] or not files[k] & set(IMAGE_EXTS)]
+    scan = ShardReader(root, rel).scan()
+    incomplete = [k for k in scan.keys if "json" not in scan.exts[k] or image_ext(scan.exts[k]) is None]
     if incomplete:
         raise ValueError(f"samples without image or json: {incomplete[:3]}")
-    return order, reader.sha.hexdigest()
+    return scan.keys, scan.sha256
 
 
 def _bins(plan: pa.Table, labels: pa.Table | None) -> dict[str, list[tuple[str, int, int]]]:
@@ -139,7 +114,13 @@ def inspect_dataset(dataset: str, *, check_hashes: bool = True) -> InspectReport
             problems.append(f"shard {shard:06d}: tar unreadable ({type(exc).__name__}: {exc})")
             continue
         if check_hashes and sha != st.tar_sha256:
-            problems.append(f"shard {shard:06d}: tar sha256 differs from its stats (file changed after writing)")
+            problems.append(f"shard {shard:06d}: tar sha256 differs from its stats (file changed after writing; re-run balance to redo it)")
+        if check_hashes:
+            try:
+                if file_sha256(root, paths.parquet)[0] != st.parquet_sha256:
+                    problems.append(f"shard {shard:06d}: parquet sha256 differs from its stats (file changed after writing; re-run balance to redo it)")
+            except OSError:
+                pass  # reported as unreadable below
         try:
             with root.open(paths.parquet, "rb") as f:
                 rows = pq.ParquetFile(f).metadata.num_rows
@@ -168,6 +149,7 @@ def inspect_dataset(dataset: str, *, check_hashes: bool = True) -> InspectReport
             problems.append("labels.parquet keys differ from the keys in the tars")
     else:
         problems.append("labels.parquet missing (run did not finish; re-run balance)")
+    _check_summary_and_reports(root, problems)
     if plan is not None:
         if report.tar_samples != plan.num_rows:
             problems.append(f"tars hold {report.tar_samples} samples but the plan has {plan.num_rows} rows")
@@ -176,6 +158,25 @@ def inspect_dataset(dataset: str, *, check_hashes: bool = True) -> InspectReport
             problems.append(f"{len(extra)} key(s) in tars are not in the plan, e.g. {sorted(extra)[:3]}")
         report.bins = _bins(plan, labels)
     return report
+
+
+def _check_summary_and_reports(root: Location, problems: list[str]) -> None:
+    """summary.json is written last by balance: present, complete, and the reports it lists exist."""
+    if not root.exists("summary.json"):
+        problems.append("summary.json missing (the run was stopped before it finished; re-run balance)")
+        return
+    try:
+        summary = json.loads(root.read_bytes("summary.json"))
+    except ValueError as exc:
+        problems.append(f"summary.json unreadable ({exc}); re-run balance")
+        return
+    if not summary.get("complete"):
+        problems.append("summary.json says the run is incomplete (see failures.parquet; re-run balance)")
+    for name in summary.get("reports", ["report.png", "preview.jpg"]):
+        if not root.exists(name) or root.size(name) == 0:
+            problems.append(f"{name} missing (re-run balance to redraw the reports)")
+    for name, error in (summary.get("report_errors") or {}).items():
+        problems.append(f"{name} could not be drawn ({error})")
 
 
 def format_report(report: InspectReport) -> str:

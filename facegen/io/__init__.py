@@ -1,7 +1,9 @@
-"""Storage for datasets: fsspec locations (local paths or URLs such as ``s3://``), shard files
-(WebDataset tar + Parquet labels + stats done-marker), and the provenance lock file."""
+"""Storage for datasets: fsspec locations (local paths or URLs such as ``s3://``), the one atomic
+writer (``Location.open_atomic`` and the helpers on it), shard files (WebDataset tar + Parquet labels +
+stats done-marker), the one reader of those shard tars, and the provenance lock file."""
 
-from facegen.io.fs import Location
+from facegen.io.fs import Location, normalize_url, write_bytes_atomic, write_parquet_atomic
+from facegen.io.reader import IMAGE_EXTS, ShardReader, ShardScan, shard_tars
 from facegen.io.samples import Sample, SampleFailure, check_key
 from facegen.io.shards import (
     ShardPaths,
@@ -16,7 +18,14 @@ from facegen.io.shards import (
 )
 
 __all__ = [
+    "IMAGE_EXTS",
     "Location",
+    "ShardReader",
+    "ShardScan",
+    "normalize_url",
+    "shard_tars",
+    "write_bytes_atomic",
+    "write_parquet_atomic",
     "Sample",
     "SampleFailure",
     "check_key",

@@ -1,7 +1,8 @@
 """Shard files: ``shards/NNNNNN.tar`` + ``NNNNNN.parquet``, then ``NNNNNN_stats.json`` LAST.
 
 The stats file is the done-marker: a shard counts as finished only when its stats file exists, carries
-the run's fingerprint and its tar/parquet sizes match. Tar and Parquet are written under temporary
+the run's fingerprint and its tar/parquet sizes match; resume (``completed_shards(..., verify=True)``)
+also re-hashes both files and checks the row count, so a shard damaged after writing is redone. Tar and Parquet are written under temporary
 names and renamed into place, so a crash leaves only temporaries (removed on resume) or a complete
 shard without stats (redone from scratch).
 """
@@ -86,19 +87,26 @@ class ShardStats:
         return cls(**{k: v for k, v in raw.items() if k in known})
 
 
-class _HashingWriter:
-    """File-like that hashes and counts every byte on its way to the real file."""
+class HashingStream:
+    """File-like that hashes and counts every byte on its way to or from the real file (the tar sha256
+    of a shard's stats: computed while writing, checked while reading)."""
 
     def __init__(self, raw: IO[bytes]) -> None:
         self.raw = raw
         self.sha = hashlib.sha256()
         self.bytes = 0
 
-    def write(self, data: bytes) -> int:
+    def _count(self, data: bytes) -> bytes:
         self.sha.update(data)
         self.bytes += len(data)
-        self.raw.write(data)
+        return data
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(self._count(data))
         return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._count(self.raw.read(size))
 
     def flush(self) -> None:
         self.raw.flush()
@@ -143,7 +151,7 @@ def write_shard(
     failed: list[dict[str, str]] = []
     try:
         with root.open(tmp_tar, "wb") as raw:
-            hashing = _HashingWriter(raw)
+            hashing = HashingStream(raw)
             tar = TarSampleWriter(hashing)
             try:
                 _write_samples(tar, samples, shard, rows, failed)
@@ -270,9 +278,49 @@ def is_complete(root: Location, stats: ShardStats | None, fingerprint: str) -> b
         return False
 
 
-def completed_shards(root: Location, fingerprint: str) -> dict[int, ShardStats]:
-    """Finished shards of the run `fingerprint` found under `root` (shard -> stats)."""
-    done: dict[int, ShardStats] = {}
+def file_sha256(root: Location, rel: str, chunk: int = 1 << 20) -> tuple[str, int]:
+    """(sha256 hex, bytes) of the file `rel` under `root`, read once in chunks."""
+    sha, size = hashlib.sha256(), 0
+    with root.open(rel, "rb") as f:
+        while True:
+            data = f.read(chunk)
+            if not data:
+                break
+            sha.update(data)
+            size += len(data)
+    return sha.hexdigest(), size
+
+
+def verify_shard(root: Location, stats: ShardStats) -> str | None:
+    """None when the shard's tar and Parquet are exactly what its stats recorded (sha256 of both files,
+    sizes, and the Parquet's row count == ``count``); else what differs, one short phrase."""
+    paths = ShardPaths(stats.shard)
+    try:
+        for rel, want_sha, want_bytes in ((paths.tar, stats.tar_sha256, stats.tar_bytes),
+                                          (paths.parquet, stats.parquet_sha256, stats.parquet_bytes)):
+            sha, size = file_sha256(root, rel)
+            if size != want_bytes or sha != want_sha:
+                return f"{rel.rsplit('/', 1)[-1]} sha256 differs from its stats (changed after writing)"
+        with root.open(paths.parquet, "rb") as f:
+            rows = pq.ParquetFile(f).metadata.num_rows
+    except FileNotFoundError as exc:
+        return f"missing file ({exc.filename or exc})"
+    except (OSError, pa.ArrowException) as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    if rows != stats.count:
+        return f"parquet has {rows} rows, stats say {stats.count}"
+    return None
+
+
+def completed_shards(
+    root: Location, fingerprint: str, *, verify: bool = False, damaged: dict[int, str] | None = None
+) -> dict[int, ShardStats]:
+    """Finished shards of the run `fingerprint` found under `root` (shard -> stats).
+
+    With `verify`, every candidate's tar and Parquet are hashed against its stats (what resume does:
+    a byte flipped after writing must not be trusted); shards that fail are left out and, when
+    `damaged` is given, recorded there (shard -> what differs). Files are hashed on a few threads."""
+    candidates: dict[int, ShardStats] = {}
     for name in root.list(SHARDS_DIR):
         if not name.endswith("_stats.json") or TEMP_MARK in name:
             continue
@@ -282,7 +330,21 @@ def completed_shards(root: Location, fingerprint: str) -> dict[int, ShardStats]:
             continue
         stats = read_shard_stats(root, shard)
         if is_complete(root, stats, fingerprint):
-            done[shard] = stats  # type: ignore[assignment]
+            candidates[shard] = stats  # type: ignore[assignment]
+        elif stats is not None and stats.fingerprint == fingerprint and damaged is not None:
+            damaged[shard] = "tar or parquet missing or of the wrong size"
+    if not verify or not candidates:
+        return candidates
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(candidates))) as pool:
+        problems = dict(zip(candidates, pool.map(lambda st: verify_shard(root, st), candidates.values())))
+    done: dict[int, ShardStats] = {}
+    for shard, stats in candidates.items():
+        if problems[shard] is None:
+            done[shard] = stats
+        elif damaged is not None:
+            damaged[shard] = problems[shard]  # type: ignore[assignment]
     return done
 
 

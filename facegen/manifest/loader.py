@@ -9,8 +9,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from facegen.errors import FacegenError
-from facegen.manifest.schema import Manifest
-from facegen.manifest.yaml_lines import LineMap, line_for, load_yaml_with_lines
+from facegen.manifest.limits import max_identities, max_images
+from facegen.manifest.schema import Manifest, identity_groups
+from facegen.manifest.yaml_lines import LineMap, check_size, line_for, load_yaml_with_lines
 
 # What to do, per pydantic error type, when the message alone does not say it.
 _ADVICE = {
@@ -18,6 +19,7 @@ _ADVICE = {
     "literal_error": "use one of the listed values",
     "int_type": "write a whole number",
     "float_type": "write a number",
+    "finite_number": "write a finite number (not .nan or .inf)",
     "bool_type": "write true or false",
     "string_type": "write a string",
     "list_type": "write a list like [a, b]",
@@ -35,7 +37,14 @@ def load_manifest(path: str | Path) -> Manifest:
     file = Path(path)
     if not file.is_file():
         raise FacegenError("manifest file not found; check the path", where=source)
-    data, lines = load_yaml_with_lines(file.read_text(encoding="utf-8"), source)
+    try:
+        check_size(file.stat().st_size, source)  # before reading: a 50 MB "manifest" costs nothing
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FacegenError(f"not UTF-8 text (byte {exc.start}); save the manifest as UTF-8", where=source) from None
+    except OSError as exc:
+        raise FacegenError(f"cannot read the manifest ({exc.strerror or exc}); check the path and its permissions", where=source) from None
+    data, lines = load_yaml_with_lines(text, source)
     return validate_manifest(data, source=source, lines=lines, base_dir=file.resolve().parent)
 
 
@@ -67,6 +76,7 @@ def _cross_check(manifest: Manifest) -> None:
             ("images_per_identity",),
             "with `balance:` the image count is balance.total; remove images_per_identity",
         )
+    _check_caps(manifest)  # before any file of the manifest is loaded or anything is sized by it
     if manifest.balance is not None:
         from facegen.manifest.topup import read_source_counts
 
@@ -75,6 +85,67 @@ def _cross_check(manifest: Manifest) -> None:
         from facegen.conditions.identities import load_embeddings
 
         load_embeddings(manifest.identities.embeddings, manifest.identities.embedding_column, manifest=manifest)
+
+
+def count_identities(manifest: Manifest, cap: int) -> tuple[int | None, tuple[str, ...]]:
+    """How many identities the manifest's source holds, without loading it, and the field naming the
+    source. None: unreadable (the loader then reports why). A Parquet source is counted only up to
+    `cap` + 1 distinct names (bounded memory), so a count above `cap` may be a lower bound."""
+    ids = manifest.identities
+    if ids.random is not None:
+        return ids.random.count, ("identities", "random", "count")
+    if ids.folder is not None:
+        return len(identity_groups(ids.folder)), ("identities", "folder")
+    assert ids.embeddings is not None
+    field = ("identities", "embeddings")
+    try:
+        if ids.embeddings.suffix.lower() == ".npy":
+            import numpy as np
+
+            shape = np.load(ids.embeddings, mmap_mode="r", allow_pickle=False).shape  # header only
+            return (int(shape[0]) if len(shape) >= 1 else None), field
+        import pyarrow.parquet as pq
+
+        source = pq.ParquetFile(ids.embeddings)
+        if source.metadata.num_rows <= cap:
+            return source.metadata.num_rows, field  # rows of one identity are averaged: identities <= rows
+        names: set = set()
+        for batch in source.iter_batches(columns=["identity"], batch_size=1 << 16):
+            names.update(batch.column(0).to_pylist())
+            if len(names) > cap:
+                break
+        return len(names), field
+    except Exception:  # noqa: BLE001 - unreadable/malformed: load_embeddings names the problem
+        return None, field
+
+
+def _check_caps(manifest: Manifest) -> None:
+    """Identity and image caps (facegen/manifest/limits.py), each a one-line error with its remedy."""
+    id_cap, id_raise = max_identities(manifest.limits.max_identities)
+    num_ids, id_field = count_identities(manifest, id_cap)
+    if num_ids is not None and num_ids > id_cap:
+        embeddings = manifest.identities.embeddings
+        counted = f"more than {id_cap:,}" if embeddings is not None and embeddings.suffix.lower() == ".parquet" else f"{num_ids:,}"
+        raise manifest.error(
+            id_field,
+            f"{counted} identities, above the limit of {id_cap:,}; use fewer, or raise the cap with {id_raise}",
+        )
+    img_cap, img_raise = max_images(manifest.limits.max_images)
+    if manifest.balance is not None:
+        if manifest.balance.total > img_cap:
+            raise manifest.error(
+                ("balance", "total"),
+                f"{manifest.balance.total:,} images, above the limit of {img_cap:,}; lower it, or raise the cap with {img_raise}",
+            )
+        return
+    per_id = manifest.images_per_identity
+    assert per_id is not None
+    if num_ids is not None and num_ids * per_id > img_cap or per_id > img_cap:
+        total = f"{num_ids:,} identities x {per_id:,} = {num_ids * per_id:,} images" if num_ids is not None else f"{per_id:,} images per identity"
+        raise manifest.error(
+            ("images_per_identity",),
+            f"{total}, above the limit of {img_cap:,}; lower it, or raise the cap with {img_raise}",
+        )
 
 
 def _one_line(exc: ValidationError, source: str, lines: LineMap) -> FacegenError:

@@ -18,8 +18,21 @@ def model_cache_dir() -> Path:
     return base / "models"
 
 
+SYNTHFACE_PRESET = "synthface"
+
+
 def resolve_model_dir(manifest: Manifest) -> Path:
-    """The model folder: `tiny` is built on first use into the cache (atomically); else the given folder."""
+    """The model folder: `synthface` ships inside the package; `tiny` is built on first use into the
+    cache (atomically); else the given folder."""
+    if manifest.model == SYNTHFACE_PRESET:
+        from facegen.synthface.ship import preset_dir
+
+        path = preset_dir()
+        if not (path / "facegen.json").is_file():
+            raise manifest.error(
+                ("model",), f"the synthface preset is not in this installation ({path}); rebuild it with `make synthface-model`"
+            )
+        return path
     if manifest.model == TINY_PRESET:
         target = model_cache_dir() / TINY_PRESET_VERSION
         if (target / "facegen.json").is_file():

@@ -1,19 +1,27 @@
 """Planning: a manifest becomes one PLAN_SCHEMA row per image, written streaming to Parquet.
 
 Layout (all deterministic from `manifest.seed`):
-  1. Global, compact bin codes — identity (int32), emotion (int8), control set (int8) and one pose
-     stratum per axis (int16) — with exact largest-remainder counts, each shuffled in place by its
-     own seeded stream so every shard mixes all bins (~11 bytes per row in memory).
+  1. Compact bin codes — identity (int32), emotion (int8), control set (int8) and one pose stratum per
+     axis (int16) — with exact largest-remainder counts, mixed so every shard sees all bins:
+       - plans of up to `IN_MEMORY_MAX_ROWS` rows: `counts[k]` copies of code k, shuffled in place by
+         the stream's own seeded generator (~12 bytes per row in memory);
+       - bigger plans, in bounded memory: row i gets the code of position pi(i) in the same sorted
+         sequence, where pi is a keyed pseudo-random permutation of [0, n) (a Feistel network with
+         cycle walking), computed block by block. Counts stay exact; nothing is O(rows).
   2. Rows are then produced in fixed blocks of `BLOCK_ROWS`; block b draws its continuous values
      (angles inside strata, valence/arousal, exemplar picks) from SeedSequence(seed, (stream, b)),
      so the values never depend on how the writer slices its output.
   3. Per-sample noise seeds are splitmix64(base + index) (63 bits): independent of everything else.
-Row groups are cut at shard boundaries so a shard's rows can be read on their own.
+Row groups hold whole shards (as many as fit in `BLOCK_ROWS` rows; a bigger shard spans several groups),
+so a shard's rows are read from its own group(s) and the file has O(rows / BLOCK_ROWS) groups: the
+writer's per-group metadata (~25 KB each in memory) stays bounded. Before any of it, `estimate_plan_memory`
+is checked against the memory available (`FACEGEN_MAX_PLAN_MEMORY` overrides).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,16 +33,23 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from facegen.conditions.emotions import peaked_probs, prior_table, sample_valence_arousal
-from facegen.conditions.identities import resolve_identities
+from facegen.conditions.identities import IDENTITIES_FILE, resolve_identities
 from facegen.errors import FacegenError
 from facegen.labels import CONTROL_SETS, EMOTION_NAMES, NUM_EMOTIONS, PLAN_SCHEMA
 from facegen.manifest.distributions import AxisBins, apportion, axis_bins, shuffled_codes
+from facegen.manifest.limits import ENV_PLAN_MEMORY, human_bytes, plan_memory_budget
 from facegen.manifest.schema import Manifest
 from facegen.manifest.topup import TopUp, plan_topup
 
+log = logging.getLogger(__name__)
+
 BLOCK_ROWS = 1 << 16
+#: Plans up to this many rows shuffle their bin codes in memory (~12 bytes per row); bigger ones stream.
+IN_MEMORY_MAX_ROWS = 1 << 22
+_FEISTEL_ROUNDS = 4
+_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+_MUL2 = np.uint64(0x94D049BB133111EB)
 PLAN_FILE = "plan.parquet"
-IDENTITIES_FILE = "identities.npy"
 SUMMARY_FILE = "plan_summary.json"
 POSE_AXES = ("yaw", "pitch", "roll")
 # Low-cardinality columns only: dictionary-encoding unique keys/seeds/floats costs time, saves nothing.
@@ -63,13 +78,97 @@ class PlanInfo:
     summary: dict = field(repr=False, default_factory=dict)
 
 
+class _Permutation:
+    """A keyed pseudo-random bijection of [0, n), stateless (any block of indices maps on its own).
+
+    A 4-round Feistel network on the b = bit_length(n - 1) bits covering n, split into halves of
+    ceil(b/2) and floor(b/2) bits whose widths swap every round (so odd b works and the domain 2**b
+    is < 2n), restricted to [0, n) by cycle walking (on average < 2 passes). Round function: the top
+    bits of a keyed multiply-xorshift-multiply hash, in 32-bit arithmetic while b <= 32.
+    """
+
+    def __init__(self, n: int, seed: int, stream: int) -> None:
+        self.n = n
+        bits = max(2, (n - 1).bit_length())
+        self.dtype = np.uint32 if bits <= 32 else np.uint64
+        word = 32 if self.dtype is np.uint32 else 64
+        self.widths = (bits - bits // 2, bits // 2)  # (left, right) at the start; equal again after 4 rounds
+        self.word = word
+        keys = np.random.SeedSequence(seed, spawn_key=(stream, 1)).generate_state(_FEISTEL_ROUNDS, np.uint64)
+        self.keys = (keys >> np.uint64(64 - word)).astype(self.dtype) if word == 32 else keys
+        self.mul = (np.uint32(0x9E3779B1), np.uint32(0x85EBCA77)) if word == 32 else (_MUL1, _MUL2)
+        self.xorshift = self.dtype(15 if word == 32 else 29)
+
+    def _encrypt(self, x: np.ndarray) -> np.ndarray:
+        t = self.dtype
+        wl, wr = self.widths
+        left, right = x >> t(wr), x & t((1 << wr) - 1)
+        with np.errstate(over="ignore"):
+            for key in self.keys:
+                z = right ^ key
+                z *= self.mul[0]
+                z ^= z >> self.xorshift
+                z *= self.mul[1]
+                z >>= t(self.word - wl)  # the hash's top wl bits: the width of `left`
+                z ^= left
+                left, right, wl, wr = right, z, wr, wl
+        return (left << t(wr)) | right
+
+    def __call__(self, index: np.ndarray) -> np.ndarray:
+        y = self._encrypt(np.asarray(index).astype(self.dtype))
+        n = self.dtype(self.n) if self.n < 2 ** self.word else None
+        if n is not None:
+            todo = np.flatnonzero(y >= n)
+            while len(todo):
+                y[todo] = self._encrypt(y[todo])
+                todo = todo[y[todo] >= n]
+        return y.astype(np.int64)
+
+
+class _Codes:
+    """Bin codes of one categorical stream with exact `counts`, mixed over the rows.
+
+    In memory (small plans): the shuffled code array itself. Streaming (big plans): code of row i is
+    the bin holding position pi(i) of the sorted code sequence, so block b needs only its own rows.
+    """
+
+    def __init__(self, counts: np.ndarray, n: int, seed: int, stream: int, dtype: type, streaming: bool) -> None:
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.dtype = dtype
+        nonzero = np.flatnonzero(self.counts)
+        self.constant = int(nonzero[0]) if len(nonzero) == 1 else None
+        self.codes: np.ndarray | None = None
+        self.perm: _Permutation | None = None
+        self.cumulative = np.cumsum(self.counts)
+        # Equal shares (identities): counts are q + 1 for the first r bins, then q: code by division.
+        q, r = divmod(n, max(1, len(self.counts)))
+        self.even = (q, r) if q > 0 and np.array_equal(self.counts, np.repeat([q + 1, q], [r, len(self.counts) - r])) else None
+        if not streaming:
+            self.codes = shuffled_codes(self.counts, _rng(seed, stream), dtype)
+        elif self.constant is None:
+            self.perm = _Permutation(n, seed, stream)
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        if self.codes is not None:
+            return self.codes[start:stop]
+        if self.constant is not None:
+            return np.full(stop - start, self.constant, dtype=self.dtype)
+        assert self.perm is not None
+        position = self.perm(np.arange(start, stop, dtype=np.uint64))
+        if self.even is not None:
+            q, r = self.even
+            head = r * (q + 1)
+            return np.where(position < head, position // (q + 1), r + (position - head) // q).astype(self.dtype)
+        return np.searchsorted(self.cumulative, position, side="right").astype(self.dtype)
+
+
 @dataclass
 class _Layout:
     num_rows: int
-    identity: np.ndarray
-    emotion: np.ndarray
-    controls: np.ndarray
-    pose_codes: list[np.ndarray]
+    identity: _Codes
+    emotion: _Codes
+    controls: _Codes
+    pose_codes: list[_Codes]
     pose_bins: list[AxisBins]
     emotion_counts: np.ndarray
     topup: TopUp | None
@@ -101,18 +200,75 @@ def _rows_for(manifest: Manifest, num_identities: int) -> int:
 def _layout(manifest: Manifest, num_identities: int) -> _Layout:
     n = _rows_for(manifest, num_identities)
     seed = manifest.seed
+    streaming = n > IN_MEMORY_MAX_ROWS
     topup = plan_topup(manifest) if manifest.balance is not None else None
     emotion_counts = topup.synthetic if topup is not None else apportion(manifest.targets.emotion.as_list(), n)
-    id_counts = apportion(np.ones(num_identities), n)
-    identity = shuffled_codes(id_counts, _rng(seed, _STREAM_IDENTITY_ORDER), np.int32)
-    emotion = shuffled_codes(emotion_counts, _rng(seed, _STREAM_EMOTION_ORDER), np.int8)
-    controls = shuffled_codes(apportion(manifest.targets.controls_list(), n), _rng(seed, _STREAM_CONTROL_ORDER), np.int8)
+
+    def codes(counts: np.ndarray, stream: int, dtype: type) -> _Codes:
+        return _Codes(counts, n, seed, stream, dtype, streaming)
+
+    identity = codes(apportion(np.ones(num_identities), n), _STREAM_IDENTITY_ORDER, np.int32)
+    emotion = codes(emotion_counts, _STREAM_EMOTION_ORDER, np.int8)
+    controls = codes(apportion(manifest.targets.controls_list(), n), _STREAM_CONTROL_ORDER, np.int8)
     pose_bins, pose_codes = [], []
     for axis, stream in zip(POSE_AXES, _STREAM_POSE_ORDER):
         bins = axis_bins(getattr(manifest.targets.pose, axis))
         pose_bins.append(bins)
-        pose_codes.append(shuffled_codes(apportion(bins.weights, n), _rng(seed, stream), np.int16))
+        pose_codes.append(codes(apportion(bins.weights, n), stream, np.int16))
     return _Layout(n, identity, emotion, controls, pose_codes, pose_bins, emotion_counts, topup)
+
+
+#: Bytes per row of one block while it is built and encoded (measured ~250; generous).
+_BLOCK_BYTES_PER_ROW = 600
+#: In-memory metadata the Parquet writer keeps per row group until it closes the file.
+_ROW_GROUP_BYTES = 32 * 1024
+_FIXED_OVERHEAD = 64 << 20
+
+
+def estimate_plan_memory(manifest: Manifest, num_identities: int) -> int:
+    """Upper estimate of the bytes `write_plan` allocates beyond the interpreter's baseline."""
+    n = _rows_for(manifest, num_identities)
+    spp = manifest.output.samples_per_shard
+    estimate = _FIXED_OVERHEAD + num_identities * 512 * 16  # float64 load + float32 table + copy on save
+    estimate += (16 * n) if n <= IN_MEMORY_MAX_ROWS else 0  # codes + np.repeat temporaries
+    estimate += 3 * BLOCK_ROWS * _BLOCK_BYTES_PER_ROW  # current block + the row group being assembled
+    estimate += _num_row_groups(n, spp) * _ROW_GROUP_BYTES
+    estimate += 8 * (num_identities + 2 * 10_000)  # per-bin counts and edges
+    bank = manifest.targets.expression.exemplars
+    if bank is not None:
+        try:
+            estimate += 8 * bank.stat().st_size  # decompressed columns
+        except OSError:
+            pass
+    return int(estimate)
+
+
+def _rows_per_group(spp: int) -> int:
+    """Row groups end every this many rows (whole shards); bigger shards also split every BLOCK_ROWS."""
+    return max(1, BLOCK_ROWS // spp) * spp
+
+
+def _num_row_groups(n: int, spp: int) -> int:
+    per_group = _rows_per_group(spp)
+    if per_group <= BLOCK_ROWS:
+        return -(-n // per_group)
+    return -(-n // per_group) * (-(-per_group // BLOCK_ROWS) + 1)
+
+
+def check_plan_memory(manifest: Manifest, num_identities: int) -> int:
+    """The memory estimate, or a FacegenError when it exceeds what planning may use."""
+    estimate = estimate_plan_memory(manifest, num_identities)
+    budget, origin = plan_memory_budget()
+    n = _rows_for(manifest, num_identities)
+    log.info("planning %d rows: estimated peak memory %s (budget %s)", n, human_bytes(estimate), human_bytes(budget) if budget else "unknown")
+    if budget is not None and estimate > budget:
+        field = ("balance", "total") if manifest.balance is not None else ("images_per_identity",)
+        raise manifest.error(
+            field,
+            f"planning {n:,} images needs about {human_bytes(estimate)} of memory but {origin} is {human_bytes(budget)}; "
+            f"plan fewer images (or larger output.samples_per_shard), free memory, or set {ENV_PLAN_MEMORY}",
+        )
+    return estimate
 
 
 def _emotion_source(manifest: Manifest, emotion_counts: np.ndarray) -> _EmotionSource:
@@ -167,8 +323,8 @@ def _block_batch(manifest: Manifest, layout: _Layout, emo: _EmotionSource, block
     stop = min(layout.num_rows, start + BLOCK_ROWS)
     rng = _rng(manifest.seed, _STREAM_BLOCK, block)
     index = np.arange(start, stop, dtype=np.int64)
-    emotion = layout.emotion[start:stop]
-    angles = [bins.sample(codes[start:stop].astype(np.int64), rng) for bins, codes in zip(layout.pose_bins, layout.pose_codes)]
+    emotion = layout.emotion.block(start, stop)
+    angles = [bins.sample(codes.block(start, stop).astype(np.int64), rng) for bins, codes in zip(layout.pose_bins, layout.pose_codes)]
     if emo.bank_rows_by_class is None:
         valence, arousal = sample_valence_arousal(emotion, rng, emo.va_table)
         probs = emo.probs_by_class[emotion.astype(np.int64)]
@@ -186,7 +342,7 @@ def _block_batch(manifest: Manifest, layout: _Layout, emo: _EmotionSource, block
         keys,
         pa.array(index),
         pa.array((index // manifest.output.samples_per_shard).astype(np.int32)),
-        pa.array(layout.identity[start:stop]),
+        pa.array(layout.identity.block(start, stop)),
         pa.array(sample_seeds(manifest.seed, index)),
         pa.array(emotion),
         pc.take(pa.array(EMOTION_NAMES, pa.string()), pa.array(emotion)),
@@ -197,7 +353,7 @@ def _block_batch(manifest: Manifest, layout: _Layout, emo: _EmotionSource, block
         pa.array(angles[1]),
         pa.array(angles[2]),
         pa.array(exemplar),
-        pc.take(pa.array(CONTROL_SETS, pa.string()), pa.array(layout.controls[start:stop])),
+        pc.take(pa.array(CONTROL_SETS, pa.string()), pa.array(layout.controls.block(start, stop))),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=PLAN_SCHEMA)
 
@@ -217,6 +373,7 @@ def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa
 def plan_samples(manifest: Manifest) -> pa.Table:
     """The whole plan as one in-memory table (for small plans; use `write_plan` for big ones)."""
     embeds, _ = resolve_identities(manifest)
+    check_plan_memory(manifest, len(embeds))
     layout = _layout(manifest, len(embeds))
     return pa.Table.from_batches(list(_iter_batches(manifest, layout)), schema=PLAN_SCHEMA)
 
@@ -229,6 +386,7 @@ def write_plan(manifest: Manifest, out_dir: str | Path) -> PlanInfo:
     except OSError as exc:
         raise FacegenError(f"cannot create the output folder ({exc}); choose a writable --out", where=str(out)) from None
     embeds, names = resolve_identities(manifest)
+    check_plan_memory(manifest, len(embeds))
     layout = _layout(manifest, len(embeds))
     spp = manifest.output.samples_per_shard
     plan_path, ids_path, summary_path = out / PLAN_FILE, out / IDENTITIES_FILE, out / SUMMARY_FILE
@@ -237,14 +395,7 @@ def write_plan(manifest: Manifest, out_dir: str | Path) -> PlanInfo:
     try:
         first_batch = next(batches)  # bank/user errors surface here, before any file is opened
         with pq.ParquetWriter(tmp_plan, PLAN_SCHEMA, compression="zstd", compression_level=1, use_dictionary=_DICTIONARY_COLUMNS) as writer:
-            for batch in _chain(first_batch, batches):
-                start = batch.column(1)[0].as_py()
-                offset = 0
-                while offset < batch.num_rows:  # cut row groups at shard boundaries
-                    shard_end = ((start + offset) // spp + 1) * spp
-                    length = min(batch.num_rows - offset, shard_end - start - offset)
-                    writer.write_batch(batch.slice(offset, length))
-                    offset += length
+            _write_row_groups(writer, _chain(first_batch, batches), layout.num_rows, spp)
     except BaseException:
         tmp_plan.unlink(missing_ok=True)
         raise
@@ -270,12 +421,36 @@ def write_plan(manifest: Manifest, out_dir: str | Path) -> PlanInfo:
     )
 
 
+def _write_row_groups(writer: pq.ParquetWriter, batches: Iterator[pa.RecordBatch], num_rows: int, spp: int) -> None:
+    """Write blocks as row groups of whole shards: a group ends every `_rows_per_group(spp)` rows and,
+    for shards bigger than a block, also once it holds BLOCK_ROWS rows (never mid-way through a batch
+    slice). At most two blocks are held at a time."""
+    per_group = _rows_per_group(spp)
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    position = 0
+    for batch in batches:
+        offset = 0
+        while offset < batch.num_rows:
+            length = min(batch.num_rows - offset, (position // per_group + 1) * per_group - position)
+            pending.append(batch.slice(offset, length))
+            pending_rows += length
+            offset += length
+            position += length
+            if position % per_group == 0 or position == num_rows or pending_rows >= BLOCK_ROWS:
+                writer.write_table(pa.Table.from_batches(pending, schema=PLAN_SCHEMA), row_group_size=pending_rows)
+                pending, pending_rows = [], 0
+    if pending:
+        writer.write_table(pa.Table.from_batches(pending, schema=PLAN_SCHEMA), row_group_size=pending_rows)
+
+
 def plan_summary(manifest: Manifest, layout: _Layout, num_identities: int) -> dict:
     """Target vs planned counts per bin (emotion, controls, pose axes) and the top-up report."""
     n = layout.num_rows
 
-    def counts(codes: np.ndarray, k: int) -> list[int]:
-        return np.bincount(codes.astype(np.int64), minlength=k).tolist()
+    def counts(codes: _Codes, k: int) -> list[int]:
+        assert len(codes.counts) == k
+        return codes.counts.tolist()  # exact by construction (== bincount of the codes)
 
     emo_target = np.asarray(manifest.targets.emotion.as_list())
     summary: dict = {

@@ -15,17 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 
 from facegen.errors import FacegenError
 
-from facegen.labels import CONTROL_SETS, EMOTION_NAMES
+from facegen.labels import CONTROL_SETS, EMOTION_NAMES, IMAGE_SUFFIXES  # noqa: F401  (IMAGE_SUFFIXES re-exported)
 
 MANIFEST_VERSION = 1
 PROB_TOLERANCE = 1e-6
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MAX_ABS_ANGLE = 90.0
 
 
 class StrictModel(BaseModel):
     # strict: YAML already gives native types, so "5" for an int is a mistake worth reporting.
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # allow_inf_nan=False: YAML's .nan / .inf pass every range check (comparisons with NaN are
+    # False), so every float field and list/dict item must be finite.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 def _resolve_path(value: Any, info: ValidationInfo) -> Path:
@@ -39,6 +40,33 @@ def _resolve_path(value: Any, info: ValidationInfo) -> Path:
     if not path.is_absolute() and base is not None:
         path = Path(base) / path
     return path.resolve()
+
+
+def identity_images(folder: Path) -> list[Path]:
+    """The image files of an identity folder, sorted (files with other extensions are ignored)."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def identity_groups(folder: Path) -> dict[str, list[Path]]:
+    """Identity name -> its photos: one identity per subfolder, or per photo directly in `folder`."""
+    groups: dict[str, list[Path]] = {}
+    for path in identity_images(folder):
+        rel = path.relative_to(folder)
+        groups.setdefault(rel.parts[0] if len(rel.parts) > 1 else rel.stem, []).append(path)
+    return groups
+
+
+def _check_image_file(path: Path) -> None:
+    """Header check of one identity photo (cheap: PIL reads only the first bytes)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.size  # noqa: B018  (identified: the format's header parsed)
+    except UnidentifiedImageError:
+        raise ValueError(f"{path} is not an image PIL can read despite its {path.suffix} name; remove it or replace it with a photo") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"{path} cannot be read as an image ({exc}); remove it or replace it with a photo") from None
 
 
 def _check_sums_to_one(probs: dict[str, float], what: str) -> None:
@@ -59,10 +87,51 @@ class Guidance(StrictModel):
     emo: float = Field(2.0, ge=0.0, le=50.0)
 
 
+class GuidanceIntervals(StrictModel):
+    """Per branch, the [lo, hi] interval of the run in which its eq.-6 delta is computed; outside it the
+    branch's UNet rows are skipped (a control whose delta is off stays in the conditioning, unguided;
+    see facegen/model/guidance.py). A branch left out (or null) is guided at every step.
+
+    `unit: fraction` (default): 0 = the first (noisiest) step, 1 = the last. `unit: sigma`: the noise
+    level sqrt((1 - alpha_bar) / alpha_bar) of the step's timestep (SD1.5: ~14.6 down to ~0.03).
+    """
+
+    unit: Literal["fraction", "sigma"] = "fraction"
+    id: list[float] | None = Field(None, min_length=2, max_length=2)
+    lmk: list[float] | None = Field(None, min_length=2, max_length=2)
+    emo: list[float] | None = Field(None, min_length=2, max_length=2)
+
+    @field_validator("id", "lmk", "emo")
+    @classmethod
+    def _ordered(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            lo, hi = value
+            if lo > hi:
+                raise ValueError(f"interval [{lo:g}, {hi:g}] has lo > hi; swap them")
+            if lo < 0:
+                raise ValueError(f"interval [{lo:g}, {hi:g}] starts below 0; fractions and sigmas are >= 0")
+        return value
+
+    @model_validator(mode="after")
+    def _fractions(self) -> GuidanceIntervals:
+        if self.unit == "fraction":
+            for name in ("id", "lmk", "emo"):
+                value = getattr(self, name)
+                if value is not None and value[1] > 1:
+                    raise ValueError(
+                        f"{name} interval [{value[0]:g}, {value[1]:g}] ends beyond 1 with unit fraction; "
+                        "use fractions of the run in [0, 1] or set unit: sigma"
+                    )
+        return self
+
+
 class Sampler(StrictModel):
     scheduler: Literal["dpmpp", "ddim", "ddpm"] = "dpmpp"
     steps: int = Field(25, ge=1, le=1000)
     guidance: Guidance = Field(default_factory=Guidance)
+    #: null = every eq.-6 delta at every step. Left out of model_dump while null, so manifests without
+    #: it keep the run fingerprint they had before the field existed (resume stays valid).
+    guidance_intervals: GuidanceIntervals | None = Field(None, exclude_if=lambda v: v is None)
     #: Output image side in pixels; null = the model's default resolution.
     image_size: int | None = Field(None, ge=8, le=4096)
     batch_size: int = Field(8, ge=1, le=4096)
@@ -109,11 +178,14 @@ class Identities(StrictModel):
         path = _resolve_path(value, info)
         if not path.is_dir():
             raise ValueError(f"folder {path} does not exist; point it at a folder of identity images")
-        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*") if p.is_file()):
+        images = identity_images(path)
+        if not images:
             raise ValueError(
                 f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
                 "add one image per identity (or one subfolder per identity)"
             )
+        for image in images:
+            _check_image_file(image)
         return path
 
     @field_validator("embeddings", mode="before")
@@ -266,6 +338,8 @@ class PoseAxis(StrictModel):
     @classmethod
     def _constant(cls, value: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ValueError(f"angle {value!r} is not a finite number; write degrees, e.g. 0 or 15")
             return {"uniform": [float(value), float(value)], "bins": 1}
         return value
 
@@ -366,18 +440,30 @@ class Balance(StrictModel):
         return path
 
 
+# ---------------------------------------------------------------------------------------- limits
+class Limits(StrictModel):
+    """Raise the dataset-size caps for this manifest (defaults: FACEGEN_MAX_IMAGES / _IDENTITIES,
+    else 100,000,000 images and 100,000 identities; see facegen/manifest/limits.py)."""
+
+    max_images: int | None = Field(None, ge=1)
+    max_identities: int | None = Field(None, ge=1)
+
+
 # -------------------------------------------------------------------------------------- manifest
 class Manifest(StrictModel):
     version: Literal[1]
     seed: int = Field(0, ge=0, le=2**63 - 1)
     #: `tiny` (built-in preset, built on first use) or a model folder.
-    model: str = "tiny"
+    model: str = "tiny"  # built-in presets: `synthface` (trained, shipped) and `tiny` (random, tests); or a folder
     sampler: Sampler = Field(default_factory=Sampler)
     output: Output = Field(default_factory=Output)
     identities: Identities
     images_per_identity: int | None = Field(None, ge=1)
     targets: Targets = Field(default_factory=Targets)
     balance: Balance | None = None
+    #: Caps on the plan's size; they never change the samples, so they stay out of model_dump (and the
+    #: run fingerprint): raising a cap does not make a finished dataset "a different manifest".
+    limits: Limits = Field(default_factory=Limits, exclude=True)
 
     # Where the manifest came from, for errors raised after validation (set by `load_manifest`).
     _source: str = PrivateAttr("<manifest>")
@@ -402,6 +488,6 @@ class Manifest(StrictModel):
     @field_validator("model", mode="before")
     @classmethod
     def _model(cls, value: Any, info: ValidationInfo) -> Any:
-        if value == "tiny" or not isinstance(value, str):
-            return value  # non-strings fail the str type check with a clear message
+        if value in ("tiny", "synthface") or not isinstance(value, str):
+            return value  # built-in presets; non-strings fail the str type check with a clear message
         return str(_resolve_path(value, info))

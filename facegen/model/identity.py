@@ -3,7 +3,14 @@
 The prompt "photo of a id person" is tokenised once; at run time the input (token) embedding at the
 position of "id" is replaced by the 512-d ArcFace embedding zero-padded to the text width, and the
 CLIP text transformer (positions, causal mask, final layer norm) turns the sequence into the UNet's
-cross-attention context. The unconditional context is the empty prompt through the same encoder.
+cross-attention context.
+
+The unconditional context of eq. 6 (e(x_t, t)) is the empty prompt through the encoder *as it was when
+the unconditional branch was trained* (Arc2Face's encoder, or the end of facegen's `base` stage). Training
+the encoder later (the joint stage) must not move it, so it is captured once (:meth:`capture_uncond`),
+stored with the model as ``text_encoder/uncond_context.safetensors`` (:data:`UNCOND_FILE`; read back
+automatically from the folder the text encoder was loaded from) and used by :meth:`encode_uncond` from
+then on. Folders without the file fall back to encoding the empty prompt live.
 
 Only public module attributes of `CLIPTextModel` are used (`embeddings`, `encoder`,
 `final_layer_norm`); the causal mask is built here, so nothing depends on transformers' private mask
@@ -12,7 +19,10 @@ helpers (which moved between 4.x and 5.x).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -21,6 +31,9 @@ from facegen.labels import ID_EMBED_DIM
 
 ID_PROMPT = "photo of a id person"
 ID_TOKEN = "id"
+#: The stored unconditional context, inside the text encoder's folder; tensor key = file stem.
+UNCOND_FILE = "uncond_context.safetensors"
+_UNCOND_KEY = "uncond_context"
 
 
 def causal_mask(batch: int, length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -40,6 +53,7 @@ class IdentityEncoder(nn.Module):
         tokenizer: CLIPTokenizer,
         prompt: str = ID_PROMPT,
         id_token: str = ID_TOKEN,
+        uncond_context: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.text_encoder = text_encoder
@@ -60,6 +74,15 @@ class IdentityEncoder(nn.Module):
         self.id_position = int(positions[0])
         self.register_buffer("prompt_ids", prompt_ids, persistent=False)
         self.register_buffer("uncond_ids", _tokenize(tokenizer, "", length), persistent=False)
+        if uncond_context is None:
+            uncond_context = stored_uncond_context(text_encoder)
+        if uncond_context is not None and tuple(uncond_context.shape) != (1, length, self.width):
+            raise FacegenError(
+                f"stored unconditional context has shape {tuple(uncond_context.shape)}, expected (1, {length}, {self.width})",
+                where=f"text_encoder/{UNCOND_FILE}",
+            )
+        # frozen eq. 6 context (None = encode the empty prompt live); not a parameter, not in state dicts
+        self.register_buffer("uncond_context", uncond_context, persistent=False)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -72,7 +95,7 @@ class IdentityEncoder(nn.Module):
                 f"id_embeds must have shape (B, {ID_EMBED_DIM}); got {tuple(id_embeds.shape)}", where="id_embeds"
             )
         batch = id_embeds.shape[0]
-        ids = self.prompt_ids.expand(batch, -1)
+        ids = self._on_embedding_device(self.prompt_ids).expand(batch, -1)
         token_embeds = self.text_encoder.embeddings.token_embedding(ids)
         padded = torch.zeros(batch, self.width, dtype=token_embeds.dtype, device=token_embeds.device)
         padded[:, :ID_EMBED_DIM] = id_embeds.to(token_embeds.dtype)
@@ -81,9 +104,33 @@ class IdentityEncoder(nn.Module):
         return self.transform(token_embeds)
 
     def encode_uncond(self, batch: int) -> torch.Tensor:
-        """The empty prompt through the same encoder, repeated to (batch, 77, width)."""
-        token_embeds = self.text_encoder.embeddings.token_embedding(self.uncond_ids)
+        """Eq. 6's unconditional context, (batch, 77, width): the stored one if captured, else live."""
+        if self.uncond_context is None:
+            return self.encode_empty_prompt(batch)
+        weight = self.text_encoder.embeddings.token_embedding.weight
+        return self.uncond_context.to(weight.device, weight.dtype).expand(batch, -1, -1)
+
+    def encode_empty_prompt(self, batch: int) -> torch.Tensor:
+        """The empty prompt through the encoder's current weights (differentiable), (batch, 77, width)."""
+        token_embeds = self.text_encoder.embeddings.token_embedding(self._on_embedding_device(self.uncond_ids))
         return self.transform(token_embeds).expand(batch, -1, -1)
+
+    @torch.no_grad()
+    def capture_uncond(self) -> torch.Tensor:
+        """Freeze the encoder's current empty-prompt context as the model's unconditional context."""
+        context = self.encode_empty_prompt(1).detach().float().cpu().clone()
+        self.uncond_context = context
+        return context
+
+    def save_uncond(self, text_encoder_dir: str | Path) -> None:
+        """Write the frozen unconditional context (if any) next to the text encoder's weights."""
+        if self.uncond_context is not None:
+            tensor = self.uncond_context.detach().float().cpu().contiguous()
+            save_file({_UNCOND_KEY: tensor}, str(Path(text_encoder_dir) / UNCOND_FILE))
+
+    def _on_embedding_device(self, ids: torch.Tensor) -> torch.Tensor:
+        # The text encoder may sit elsewhere than this wrapper's buffers (pipeline `.to()`, CPU offload).
+        return ids.to(self.text_encoder.embeddings.token_embedding.weight.device)
 
     def encode_token_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Plain text encoding of token ids through the same path (used to check it against CLIP)."""
@@ -95,6 +142,15 @@ class IdentityEncoder(nn.Module):
         mask = causal_mask(hidden.shape[0], hidden.shape[1], hidden.dtype, hidden.device)
         hidden = self.text_encoder.encoder(inputs_embeds=hidden, attention_mask=mask).last_hidden_state
         return self.text_encoder.final_layer_norm(hidden)
+
+
+def stored_uncond_context(text_encoder: CLIPTextModel) -> torch.Tensor | None:
+    """The unconditional context stored beside the text encoder's weights (None if there is none)."""
+    source = getattr(text_encoder, "name_or_path", "") or ""
+    path = Path(source) / UNCOND_FILE
+    if not source or not path.is_file():
+        return None
+    return load_file(str(path))[_UNCOND_KEY].float()
 
 
 def _tokenize(tokenizer: CLIPTokenizer, text: str, length: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from facegen.model.loading import ModelInfo, read_model_info
+from facegen.model.folder import ModelInfo, read_model_info
 
 #: Table-1 budget of the paper at SD1.5 size.
 LMK_BUDGET = 11_700_000

@@ -1,8 +1,8 @@
 """Model folders from configs: the built-in tiny preset, SD1.5-size configs, and Arc2Face assembly.
 
 `init_tiny_model` writes a complete folder in the real layout (tiny UNet/VAE/CLIP from configs, a
-locally written CLIP tokenizer, random control modules) so tests and demos go through the real
-loading code without any hub. `assemble_arc2face_model` builds a real folder from Arc2Face's published
+locally written CLIP tokenizer, random control modules; saved by `FaceCrafterPipeline.save_pretrained`)
+so tests and demos go through the real loading code without any hub. `assemble_arc2face_model` builds a real folder from Arc2Face's published
 layout plus an SD1.5 folder.
 """
 
@@ -17,14 +17,15 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from facegen.errors import FacegenError
 from facegen.model.attention import CrossAttentionLayer, cross_attention_layers
 from facegen.model.controls import EmotionControlModule, LandmarkControlModule
+from facegen.model.folder import quiet_transformers, staged_dir
 from facegen.model.identity import ID_PROMPT
-from facegen.model.loading import ModelInfo, quiet_transformers, staged_dir, write_model_info
+from facegen.model.pipeline import FaceCrafterPipeline
+from facegen.model.schedulers import DEFAULT_SCHEDULER, scheduler_from_name
 
 #: The scheduler config Stable Diffusion 1.5 ships (what Arc2Face was trained with).
 SD15_SCHEDULER_CONFIG: dict[str, Any] = {
@@ -167,12 +168,73 @@ def write_tiny_tokenizer(out_dir: Path, words: tuple[str, ...] = ("photo", "of",
     CLIPTokenizer.from_pretrained(out_dir, model_max_length=77).save_pretrained(out_dir)
 
 
-def init_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = False) -> Path:
-    """Write a complete tiny FaceCrafter model folder (real layout, random weights, deterministic)."""
+def init_model_from_configs(
+    out_dir: str | Path,
+    *,
+    name: str,
+    unet_config: dict[str, Any],
+    vae_config: dict[str, Any],
+    text_config: dict[str, Any],
+    landmark_config: dict[str, Any],
+    emotion_config: dict[str, Any],
+    resolution: int,
+    landmark_size: int,
+    seed: int = 0,
+    source: dict[str, Any] | None = None,
+    scheduler_config: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a complete random-weight model folder from part configs (deterministic in `seed`)."""
     out_dir = Path(out_dir)
     with staged_dir(out_dir, overwrite=overwrite) as tmp:
         write_tiny_tokenizer(tmp / "tokenizer")
         tokenizer = CLIPTokenizer.from_pretrained(tmp / "tokenizer")
+        vocab = tokenizer.get_vocab()
+        clip_config = CLIPTextConfig(
+            vocab_size=len(vocab),
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+            **text_config,
+        )
+        with seeded(seed):
+            unet = UNet2DConditionModel(**unet_config)
+        with seeded(seed + 1):
+            vae = AutoencoderKL(**vae_config)
+        with seeded(seed + 2):
+            text_encoder = CLIPTextModel(clip_config)
+        with seeded(seed + 3):
+            landmark, emotion = build_control_modules(
+                cross_attention_layers(unet), landmark_size, landmark_config, emotion_config
+            )
+        unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        vae.save_pretrained(tmp / "vae", safe_serialization=True)
+        with quiet_transformers():
+            text_encoder.save_pretrained(tmp / "encoder", safe_serialization=True)
+        landmark.save_pretrained(tmp / "landmark", safe_serialization=True)
+        emotion.save_pretrained(tmp / "emotion", safe_serialization=True)
+        (tmp / "scheduler").mkdir()
+        (tmp / "scheduler" / "scheduler_config.json").write_text(
+            json.dumps(dict(scheduler_config or SD15_SCHEDULER_CONFIG), indent=2)
+        )
+        info = ModelInfo(
+            name=name,
+            resolution=resolution,
+            landmark_image_size=landmark_size,
+            default_steps=25,
+            source={"seed": seed, **(source or {})},
+        )
+        write_model_info(info, tmp)
+    return out_dir
+
+
+def init_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = False) -> Path:
+    """Write a complete tiny FaceCrafter model folder (real layout, random weights, deterministic)."""
+    out_dir = Path(out_dir)
+    with staged_dir(out_dir, overwrite=overwrite) as tmp:
+        write_tiny_tokenizer(tmp / ".tokenizer")
+        tokenizer = CLIPTokenizer.from_pretrained(tmp / ".tokenizer")
+        shutil.rmtree(tmp / ".tokenizer")
         vocab = tokenizer.get_vocab()
         text_config = CLIPTextConfig(
             vocab_size=len(vocab),
@@ -191,24 +253,27 @@ def init_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = Fal
             landmark, emotion = build_control_modules(
                 cross_attention_layers(unet), TINY_LANDMARK_SIZE, TINY_LANDMARK_CONFIG, TINY_EMOTION_CONFIG
             )
-        unet.save_pretrained(tmp / "unet", safe_serialization=True)
-        vae.save_pretrained(tmp / "vae", safe_serialization=True)
-        with quiet_transformers():
-            text_encoder.save_pretrained(tmp / "encoder", safe_serialization=True)
-        landmark.save_pretrained(tmp / "landmark", safe_serialization=True)
-        emotion.save_pretrained(tmp / "emotion", safe_serialization=True)
-        (tmp / "scheduler").mkdir()
-        scheduler_config = dict(SD15_SCHEDULER_CONFIG)
-        (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler_config, indent=2))
-        info = ModelInfo(
-            name="tiny",
+        pipe = FaceCrafterPipeline(
+            unet=unet,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            scheduler=sd15_sampler(SD15_SCHEDULER_CONFIG),
+            landmark=landmark,
+            emotion=emotion,
             resolution=TINY_RESOLUTION,
             landmark_image_size=TINY_LANDMARK_SIZE,
-            default_steps=25,
-            source={"preset": "tiny", "seed": seed, "note": "random weights; for tests and demos only"},
+            num_inference_steps=25,
+            model_name="tiny",
+            provenance={"preset": "tiny", "seed": seed, "note": "random weights; for tests and demos only"},
         )
-        write_model_info(info, tmp)
+        pipe.save_pretrained(tmp)
     return out_dir
+
+
+def sd15_sampler(scheduler_config: dict[str, Any]) -> Any:
+    """The default sampler (dpmpp) built from a trained scheduler config such as SD1.5's."""
+    return scheduler_from_name(DEFAULT_SCHEDULER, {k: v for k, v in scheduler_config.items() if k != "_class_name"})
 
 
 # --- Arc2Face published layout -> facegen model folder ----------------------------------------
@@ -261,15 +326,17 @@ def load_arc2face_encoder(encoder_dir: Path) -> CLIPTextModel:
     return model
 
 
-def _copy_vae(sd15_dir: Path, out: Path) -> None:
-    out.mkdir(parents=True)
-    shutil.copyfile(sd15_dir / "vae" / "config.json", out / "config.json")
-    safetensors = sd15_dir / VAE_WEIGHTS[0]
-    if safetensors.is_file():
-        shutil.copyfile(safetensors, out / "diffusion_pytorch_model.safetensors")
-    else:
-        state = load_torch_bin(sd15_dir / VAE_WEIGHTS[1])
-        save_file({k: v.contiguous() for k, v in state.items()}, str(out / "diffusion_pytorch_model.safetensors"))
+def _load_vae(sd15_dir: Path) -> AutoencoderKL:
+    """SD1.5's VAE from safetensors, or from a .bin read with `weights_only=True` (never arbitrary pickles)."""
+    if (sd15_dir / VAE_WEIGHTS[0]).is_file():
+        return AutoencoderKL.from_pretrained(sd15_dir / "vae", use_safetensors=True)
+    config = json.loads((sd15_dir / "vae" / "config.json").read_text())
+    vae = AutoencoderKL.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    result = vae.load_state_dict(load_torch_bin(sd15_dir / VAE_WEIGHTS[1]), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise FacegenError(f"weights do not match vae/config.json (e.g. {(result.missing_keys + result.unexpected_keys)[0]})",
+                           where=str(sd15_dir / VAE_WEIGHTS[1]))
+    return vae
 
 
 def assemble_arc2face_model(
@@ -278,7 +345,8 @@ def assemble_arc2face_model(
     """Real model folder: Arc2Face UNet + encoder, SD1.5 VAE/tokenizer/scheduler, fresh control modules.
 
     The control modules' value projections start at zero, so the fresh model generates exactly what
-    Arc2Face does until the modules are trained.
+    Arc2Face does until the modules are trained. SD1.5's (trained) scheduler config becomes the default
+    sampler (dpmpp) through the one scheduler-name table.
     """
     arc2face_dir, sd15_dir, out_dir = Path(arc2face_dir), Path(sd15_dir), Path(out_dir)
     missing = _missing_files(arc2face_dir, sd15_dir)
@@ -292,32 +360,33 @@ def assemble_arc2face_model(
             f"{encoder.config.hidden_size}",
             where=str(arc2face_dir / "arc2face" / "config.json"),
         )
-    layers = layers_for_unet_config(unet_config)
-    vae_config = json.loads((sd15_dir / "vae" / "config.json").read_text())
-    vae_scale = 2 ** (len(vae_config.get("block_out_channels", [0] * 4)) - 1)
-    with staged_dir(out_dir, overwrite=overwrite) as tmp:
-        (tmp / "unet").mkdir()
-        for name in ("config.json", "diffusion_pytorch_model.safetensors"):
-            shutil.copyfile(arc2face_dir / "arc2face" / name, tmp / "unet" / name)
-        with quiet_transformers():
-            encoder.save_pretrained(tmp / "encoder", safe_serialization=True)
-        _copy_vae(sd15_dir, tmp / "vae")
-        shutil.copytree(sd15_dir / "tokenizer", tmp / "tokenizer")
-        shutil.copytree(sd15_dir / "scheduler", tmp / "scheduler")
-        with seeded(seed):
-            landmark, emotion = build_control_modules(layers, REAL_LANDMARK_SIZE, zero_init_values=True)
-        landmark.save_pretrained(tmp / "landmark", safe_serialization=True)
-        emotion.save_pretrained(tmp / "emotion", safe_serialization=True)
-        info = ModelInfo(
-            name="arc2face-facecrafter",
-            resolution=int(unet_config.get("sample_size", 64)) * vae_scale,
-            landmark_image_size=REAL_LANDMARK_SIZE,
-            id_prompt=ID_PROMPT,
-            source={"arc2face": str(arc2face_dir.resolve()), "sd15": str(sd15_dir.resolve()), "seed": seed},
-        )
-        write_model_info(info, tmp)
-    # validate the result through the real loader before reporting success
-    CLIPTokenizer.from_pretrained(out_dir / "tokenizer")
+    staged = staged_dir(out_dir, overwrite=overwrite)  # refuse a non-empty --out before loading anything big
+    try:
+        unet = UNet2DConditionModel.from_pretrained(arc2face_dir / "arc2face", use_safetensors=True)
+        vae = _load_vae(sd15_dir)
+        tokenizer = CLIPTokenizer.from_pretrained(sd15_dir / "tokenizer")
+    except (OSError, ValueError) as exc:
+        raise FacegenError(f"cannot load: {str(exc).splitlines()[0]}", where="model init") from None
+    scheduler_config = json.loads((sd15_dir / "scheduler" / "scheduler_config.json").read_text())
+    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    with seeded(seed):
+        landmark, emotion = build_control_modules(cross_attention_layers(unet), REAL_LANDMARK_SIZE, zero_init_values=True)
+    pipe = FaceCrafterPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        scheduler=sd15_sampler(scheduler_config),
+        landmark=landmark,
+        emotion=emotion,
+        resolution=int(unet.config.sample_size) * vae_scale,
+        landmark_image_size=REAL_LANDMARK_SIZE,
+        id_prompt=ID_PROMPT,
+        model_name="arc2face-facecrafter",
+        provenance={"arc2face": str(arc2face_dir.resolve()), "sd15": str(sd15_dir.resolve()), "seed": seed},
+    )
+    with staged as tmp:
+        pipe.save_pretrained(tmp)
     return out_dir
 
 

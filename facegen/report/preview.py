@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import io
-import tarfile
 from collections import defaultdict
 
 import pyarrow as pa
 from PIL import Image, ImageDraw
 
 from facegen.io.fs import Location
-from facegen.io.shards import ShardPaths
+from facegen.io.reader import IMAGE_EXTS, ShardReader, image_ext
 from facegen.labels import EMOTION_NAMES
 
 PREVIEW_NAME = "preview.jpg"
-IMAGE_EXTS = ("jpg", "png", "webp")
 
 
 def _read_images(root: Location, shard: int, keys: set[str]) -> dict[str, Image.Image]:
     found: dict[str, Image.Image] = {}
-    with root.open(ShardPaths(shard).tar, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        for member in tar:
-            key, _, ext = member.name.partition(".")
-            if key in keys and ext in IMAGE_EXTS:
-                data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                found[key] = Image.open(io.BytesIO(data)).convert("RGB")
+    for key, files in ShardReader.of(root, shard).samples(keys=keys, exts=IMAGE_EXTS):
+        found[key] = Image.open(io.BytesIO(files[image_ext(files)])).convert("RGB")  # type: ignore[index]
     return found
 
 

@@ -47,8 +47,12 @@ Distributors (``facegen.runner.distributors``):
     (``address`` to join a cluster; actor logs stay in Ray, not the terminal). Fractional ``num_cpus`` is
     fine (2-core machines: keep the total under the CPU count). A dead actor's shard is retried on a
     replacement actor; after ``max_attempts`` the shard is reported failed. ``start(task, wait=True)`` builds
-    the pool up front (optional; ``run`` does it lazily). ``connect_ray(address=None) -> bool`` joins a
-    cluster / $RAY_ADDRESS or starts a local Ray (True if it started one). Env ``FACEGEN_INJECT_ACTOR_CRASH=
+    the pool up front (optional; ``run`` does it lazily). ``make_distributor(num_actors=None, *, in_process=False,
+    address=None, gpus_per_actor=None, cpus_per_actor=None, max_cpus_per_actor=None, max_attempts=None)
+    -> (Distributor, torch threads)``:
+    the one sizing policy of balance / extract / verify. ``connect_ray(address=None) -> bool``
+    (``facegen.ray_session``, the one connection policy, shared with training): joins `address`, else
+    $RAY_ADDRESS, else starts a new private local Ray (True if it started one). Env ``FACEGEN_INJECT_ACTOR_CRASH=
     /path/marker``: the first actor to create the marker dies mid-shard (fault drills and tests).
     ``facegen.runner.simulated.SimulatedWorker(seconds_per_shard, fail_keys, crash_shards, crash_dir,
     fail_shards)``: a model-free worker with injectable faults.
@@ -82,7 +86,8 @@ Minimal example::
 
 from facegen.io.samples import Sample, SampleFailure
 from facegen.io.shards import ShardStats
-from facegen.runner.distributors import CRASH_ENV, Distributor, InProcessDistributor, RayDistributor, connect_ray
+from facegen.ray_session import connect_ray
+from facegen.runner.distributors import CRASH_ENV, Distributor, InProcessDistributor, RayDistributor, make_distributor
 from facegen.runner.run import RunSummary, run_shards
 from facegen.runner.task import ShardTask, UnitOutcome, Worker, WorkerFactory
 from facegen.runner.units import (
@@ -109,6 +114,7 @@ __all__ = [
     "WorkerFactory",
     "assign_shards",
     "connect_ray",
+    "make_distributor",
     "rows_per_shard_in_parquet",
     "run_shards",
     "units_from_parquet",

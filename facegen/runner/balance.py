@@ -18,11 +18,19 @@ from typing import Any, Literal
 
 import pyarrow.parquet as pq
 
-from facegen.errors import FacegenError
+from facegen.errors import FacegenError, environment_error
 from facegen.io.fs import Location
-from facegen.io.lock import LOCK_NAME, Lock, read_lock, write_lock
-from facegen.io.shards import SHARDS_DIR, completed_shards, read_shard_stats
-from facegen.runner.distributors import Distributor, InProcessDistributor, RayDistributor, connect_ray
+from facegen.io.lock import (
+    LOCK_NAME,
+    Lock,
+    WriterLock,
+    abandoned_before_shards,
+    check_no_writer,
+    read_lock,
+    write_lock,
+)
+from facegen.io.shards import SHARDS_DIR, read_shard_stats
+from facegen.runner.distributors import Distributor, make_distributor
 from facegen.runner.finalize import (
     FAILURES_NAME,
     LABELS_NAME,
@@ -34,7 +42,7 @@ from facegen.runner.finalize import (
 )
 from facegen.labels import GENERATED_SCHEMA
 from facegen.runner.generation import GenerationWorker
-from facegen.runner.run import RunSummary, run_shards
+from facegen.runner.run import RunSummary, run_shards, verified_finished
 from facegen.runner.task import ShardTask
 from facegen.runner.units import units_from_parquet
 
@@ -67,8 +75,8 @@ class BalanceConfig:
     device: str | None = None
     dtype: str | None = None
     reports: bool = True
-    #: Turn SIGTERM (``ray job stop``, schedulers) into KeyboardInterrupt: the same clean stop as Ctrl-C.
-    #: Installed after Ray starts, because ``ray.init`` installs its own SIGTERM handler (abort).
+    #: Turn SIGTERM (``ray job stop``, schedulers) into KeyboardInterrupt: the same clean stop as Ctrl-C,
+    #: from the first moment of the run (Ray's start-up holds both signals until it can stop cleanly).
     sigterm_as_interrupt: bool = False
 
 
@@ -112,7 +120,7 @@ def _load(manifest_path: str | Path, model_override: str | None = None) -> tuple
 def prepare_output(root: Location, lock: Lock, overwrite: bool) -> bool:
     """Check DIR against `lock`; returns True when resuming an earlier run of the same manifest."""
     existing = read_lock(root)
-    if overwrite:
+    if overwrite or abandoned_before_shards(root, existing, lock.fingerprint, SHARDS_DIR):  # the latter: no shard to lose
         for rel in OWNED:
             if rel == SHARDS_DIR:
                 root.remove_tree(rel)
@@ -150,62 +158,84 @@ def ensure_plan(root: Location, manifest: Any) -> int:
         return pq.ParquetFile(f).metadata.num_rows
 
 
-def make_distributor(cfg: BalanceConfig) -> tuple[Distributor, int | None, bool]:
-    """The distributor, the torch thread count per worker, and whether Ray was started here."""
-    if cfg.distributor == "in-process":
-        return InProcessDistributor(max_attempts=cfg.max_attempts), None, False
-    if cfg.gpus_per_actor is not None and cfg.gpus_per_actor < 0:
-        raise FacegenError("must be >= 0", where="--gpus-per-actor")
-    if cfg.cpus_per_actor is not None and cfg.cpus_per_actor <= 0:
-        raise FacegenError("must be > 0 (fractions such as 0.5 are fine)", where="--cpus-per-actor")
-    if cfg.num_actors is not None and cfg.num_actors < 1:
-        raise FacegenError("must be >= 1", where="--num-actors")
-    import ray
+#: Characters that URL parsers (webdataset, urllib, fsspec chaining) treat as syntax in a local path.
+URL_SYNTAX = ("#", "?")
 
-    started = connect_ray(cfg.address)
-    resources = ray.cluster_resources()
-    cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
-    gpus_per_actor = cfg.gpus_per_actor if cfg.gpus_per_actor is not None else (1.0 if gpus >= 1 else 0.0)
-    if started and not cfg.address and gpus_per_actor > gpus:
-        ray.shutdown()
-        raise FacegenError(
-            f"asks for {gpus_per_actor:g} GPU(s) per actor but this machine has {gpus:g}; use --gpus-per-actor 0",
-            where="--gpus-per-actor",
-        )
-    num_actors = cfg.num_actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor > 0 else 1)
-    cpus_per_actor = cfg.cpus_per_actor
-    if cpus_per_actor is None:
-        cpus_per_actor = cpus / num_actors if gpus_per_actor == 0 else min(1.0, cpus / num_actors)
-    threads = max(1, int(cpus_per_actor)) if gpus_per_actor == 0 else None
-    dist = RayDistributor(
-        num_actors,
-        num_cpus=cpus_per_actor,
-        num_gpus=gpus_per_actor,
-        max_attempts=cfg.max_attempts,
-        address=cfg.address,
-    )
-    return dist, threads, started
+
+def check_output(out: str) -> Location:
+    """Refuse an unusable ``--out`` before anything is loaded or written: a path that URL readers would
+    cut at ``#`` / ``?``, or an existing file (or a file among its parents). One-line FacegenError."""
+    root = Location(out)
+    if "://" not in out or root.is_local:
+        bad = [c for c in URL_SYNTAX if c in root.path()]
+        if bad:
+            raise FacegenError(
+                f"contains {' and '.join(repr(c) for c in bad)}, which webdataset and other URL readers take for "
+                "URL syntax (they would silently read another path); choose a path without '#' or '?'",
+                where=out,
+            )
+        import os
+
+        path = root.path()
+        probe = path
+        while probe and not os.path.exists(probe):
+            parent = os.path.dirname(probe)
+            if parent == probe:
+                break
+            probe = parent
+        if probe and os.path.exists(probe) and not os.path.isdir(probe):
+            what = "is a file" if probe == path else f"has a file in its path ({probe})"
+            raise FacegenError(f"{what}, not a folder; choose a folder path for --out", where=out)
+    return root
 
 
 def run_balance(cfg: BalanceConfig) -> BalanceResult:
-    """Plan, generate (resuming finished shards) and finalize a dataset under ``cfg.out``."""
-    manifest, model_dir, mhash, lock = _load(cfg.manifest, cfg.model)
-    root = Location(cfg.out)
-    root.makedirs()
-    resumed = prepare_output(root, lock, cfg.overwrite)
-    plan_rows = ensure_plan(root, manifest)
-    log.info("%s %s: %d planned samples", "resuming" if resumed else "starting", root.url, plan_rows)
-
-    distributor, threads, started_ray = make_distributor(cfg)
+    """Plan, generate (resuming finished shards, redoing damaged ones) and finalize a dataset under
+    ``cfg.out``, as the one writer of that folder (see :class:`~facegen.io.lock.WriterLock`)."""
     if cfg.sigterm_as_interrupt and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
+    root = check_output(cfg.out)
     try:
-        return _generate(cfg, root, manifest, model_dir, mhash, lock, plan_rows, distributor, threads)
-    finally:
-        if started_ray:
-            import ray
+        check_no_writer(root)  # a run in progress: refuse before the (slow) model hash
+        manifest, model_dir, mhash, lock = _load(cfg.manifest, cfg.model)
+        _check_model_folder(model_dir)
+        with WriterLock(root):  # taken before anything is written, held until the end
+            return _run_locked(cfg, root, manifest, model_dir, mhash, lock)
+    except OSError as exc:
+        env = environment_error(exc, root.url)
+        if env is None:
+            raise
+        raise env from None
 
-            ray.shutdown()
+
+def _check_model_folder(model_dir: Path) -> None:
+    """The driver reads the model folder's layout before any actor starts (a broken folder is one line
+    naming the file, not "actors died")."""
+    from facegen.model.folder import read_model_info
+
+    read_model_info(model_dir)
+
+
+def _run_locked(cfg: BalanceConfig, root: Location, manifest: Any, model_dir: Path, mhash: str, lock: Lock) -> BalanceResult:
+    resumed = prepare_output(root, lock, cfg.overwrite)
+    root.remove(SUMMARY_NAME)  # written again LAST by finalize: a summary always describes the latest run
+    plan_rows = ensure_plan(root, manifest)
+    log.info("%s %s: %d planned samples", "resuming" if resumed else "starting", root.url, plan_rows)
+    # Verify before starting Ray: damaged shards are deleted here and redone like unfinished ones.
+    finished = verified_finished(root, lock.fingerprint)
+
+    distributor, threads = make_distributor(
+        cfg.num_actors,
+        in_process=cfg.distributor == "in-process",
+        address=cfg.address,
+        gpus_per_actor=cfg.gpus_per_actor,
+        cpus_per_actor=cfg.cpus_per_actor,
+        max_attempts=cfg.max_attempts,
+    )
+    try:
+        return _generate(cfg, root, manifest, model_dir, mhash, lock, plan_rows, distributor, threads, finished)
+    finally:
+        distributor.close()  # also shuts down a Ray session make_distributor started
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -222,6 +252,7 @@ def _generate(
     plan_rows: int,
     distributor: Distributor,
     threads: int | None,
+    finished: tuple[dict[int, Any], dict[int, str]] | None = None,
 ) -> BalanceResult:
     worker_factory = functools.partial(
         GenerationWorker,
@@ -240,9 +271,10 @@ def _generate(
         label_schema=GENERATED_SCHEMA,
         extra_stats={"model_hash": mhash, "manifest_sha256": lock.manifest_sha256},
     )
-    skip = set(completed_shards(root, lock.fingerprint))
+    finished = finished if finished is not None else verified_finished(root, lock.fingerprint)
+    skip = set(finished[0])
     units = units_from_parquet(root.url_of(PLAN_NAME), skip=skip)
-    run = run_shards(units, task, distributor, total_rows=plan_rows, progress=cfg.progress, description="balance")
+    run = run_shards(units, task, distributor, total_rows=plan_rows, progress=cfg.progress, description="balance", finished=finished)
     # Units of skipped shards never reach run_shards: count them as resumed here.
     for shard in skip:
         if shard not in run.done:
@@ -254,11 +286,33 @@ def _generate(
 
 
 def finalize(root: Location, manifest: Any, lock: Lock, plan_rows: int, run: RunSummary, reports: bool = True) -> BalanceResult:
+    """labels.parquet, failures.parquet, the reports, then summary.json LAST (so a summary means the rest
+    is there). Runs on every (re-)run, resumed ones included. A report that cannot be drawn is a warning
+    recorded in the summary, never a crash of a dataset whose shards are complete."""
     labels = write_labels(root, run.done, GENERATED_SCHEMA)
     write_failures(root, run.done, run.failed)
     with root.open(PLAN_NAME, "rb") as f:
         plan = pq.read_table(f, columns=["emotion", "controls", "yaw", "pitch", "roll", "valence", "arousal"])
     new_seconds = sum(run.done[s].seconds for s in run.done if s not in run.resumed)
+    report_errors: dict[str, str] = {}
+    if reports:
+        from facegen.report import write_preview, write_report
+
+        for name, write in ((REPORT_NAME, lambda: write_report(root, labels, plan, manifest)),
+                            (PREVIEW_NAME, lambda: write_preview(root, labels))):
+            try:
+                write()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - reports are a view; the data stays complete
+                env = environment_error(exc, root.url_of(name))
+                if env is not None:
+                    raise env from None
+                report_errors[name] = f"{type(exc).__name__}: {exc}"
+                log.warning("%s could not be written (%s); the dataset itself is unaffected", name, report_errors[name])
+    else:  # a stale report of an earlier run must not pass for this one's
+        for name in (REPORT_NAME, PREVIEW_NAME):
+            root.remove(name)
     summary: dict[str, Any] = {
         "dataset": root.url,
         "complete": False,
@@ -269,6 +323,7 @@ def finalize(root: Location, manifest: Any, lock: Lock, plan_rows: int, run: Run
         "shards_done": len(run.done),
         "failed_shards": {str(k): v for k, v in sorted(run.failed.items())},
         "resumed_shards": len(run.resumed),
+        "damaged_shards_redone": {str(k): v for k, v in sorted(run.damaged.items())},
         "retried_shards": {str(k): v for k, v in sorted(run.retried.items())},
         "new_samples": run.new_samples,
         "wall_seconds": round(run.seconds, 3),
@@ -277,16 +332,13 @@ def finalize(root: Location, manifest: Any, lock: Lock, plan_rows: int, run: Run
         "fingerprint": lock.fingerprint,
         "model": lock.model,
         "distributions": distribution_summary(labels, plan),
+        "reports": sorted({REPORT_NAME, PREVIEW_NAME} - set(report_errors)) if reports else [],
+        "report_errors": report_errors,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     summary["complete"] = not run.failed and run.sample_failures == 0 and labels.num_rows == plan_rows
     write_summary(root, summary)
-    if reports:
-        from facegen.report import write_preview, write_report
-
-        write_report(root, labels, plan, manifest)
-        write_preview(root, labels)
     return BalanceResult(root.url, plan_rows, labels.num_rows, run.sample_failures, dict(run.failed), run, summary)
 
 
-__all__ = ["BalanceConfig", "BalanceResult", "ensure_plan", "finalize", "prepare_output", "run_balance"]
+__all__ = ["BalanceConfig", "BalanceResult", "check_output", "ensure_plan", "finalize", "prepare_output", "run_balance"]

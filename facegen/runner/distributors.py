@@ -14,7 +14,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-from facegen.errors import FacegenError
+from facegen.errors import FacegenError, environment_error
+from facegen.ray_session import connect_ray
 from facegen.io.samples import Sample, SampleFailure
 from facegen.io.shards import ShardStats, remove_temporaries
 from facegen.runner.task import ShardTask, UnitOutcome, Worker
@@ -53,6 +54,8 @@ class InProcessDistributor:
                 try:
                     stats = task.execute(worker, unit)
                 except Exception as exc:  # noqa: BLE001 - reported per unit, then retried/failed
+                    if environment_error(exc) is not None:
+                        raise  # a full or read-only disk: retrying cannot help, stop the run
                     last_error = _error_text(exc)
                     log.warning("shard %d attempt %d failed: %s", unit.shard, attempt, last_error)
                     continue
@@ -65,19 +68,59 @@ class InProcessDistributor:
         pass
 
 
+class WorkerStartError(Exception):
+    """The actor could not build its worker (e.g. load the model): carries the real cause, so the
+    driver can say what went wrong instead of "actor died"."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause_text = _error_text(cause)
+        self.user_error = str(cause) if isinstance(cause, FacegenError) else None
+        super().__init__(self.cause_text)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_start_error, (self.cause_text, self.user_error))
+
+
+def _rebuild_start_error(cause_text: str, user_error: str | None) -> "WorkerStartError":
+    err = WorkerStartError.__new__(WorkerStartError)
+    Exception.__init__(err, cause_text)
+    err.cause_text, err.user_error = cause_text, user_error
+    return err
+
+
+def start_failure(error: "WorkerStartError") -> FacegenError:
+    """The one-line error for actors that cannot build their worker."""
+    if error.user_error:
+        return FacegenError(f"{error.user_error} (raised while the actors started)")
+    return FacegenError(
+        f"{error.cause_text}; the actors could not build their worker: fix the cause (model folder, "
+        "dependencies, GPU) and re-run",
+        where="actor start-up",
+    )
+
+
 class ShardActor:
-    """Body of a Ray actor: builds the worker once, then writes one shard per `run` call."""
+    """Body of a Ray actor: builds the worker once, then writes one shard per `run` call. A worker that
+    cannot be built makes every call raise :class:`WorkerStartError` with the real cause."""
 
     def __init__(self, task: ShardTask, crash_marker: str | None = None) -> None:
         self.task = task
         self.crash_marker = crash_marker
-        self.worker: Worker = task.worker_factory()
+        self.start_error: WorkerStartError | None = None
+        try:
+            self.worker: Worker = task.worker_factory()
+        except Exception as exc:  # noqa: BLE001 - reported by ready()/run() with its real cause
+            self.start_error = WorkerStartError(exc)
         self.shards_done = 0
 
     def ready(self) -> tuple[str, int]:
+        if self.start_error is not None:
+            raise self.start_error
         return socket.gethostname(), os.getpid()
 
     def run(self, unit: WorkUnit) -> ShardStats:
+        if self.start_error is not None:
+            raise self.start_error
         samples: Iterable[Sample | SampleFailure] = self.worker.process(unit)
         if self.crash_marker and self.shards_done == 0:
             samples = self._crash_after_first(samples)
@@ -102,22 +145,6 @@ def _claim(marker: str | None) -> bool:
     return True
 
 
-def connect_ray(address: str | None = None) -> bool:
-    """Join `address` (or $RAY_ADDRESS, e.g. inside a Ray job), else start a local Ray sized to the
-    machine. Actor output stays in Ray's logs, not the terminal. Returns True if this call started Ray."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-    if address:
-        kwargs["address"] = address
-    elif not os.environ.get("RAY_ADDRESS"):
-        kwargs["include_dashboard"] = False
-    ray.init(**kwargs)
-    return True
-
-
 class RayDistributor:
     """A pool of Ray actors, each holding one worker; a dead actor's in-flight unit goes to another.
 
@@ -128,8 +155,11 @@ class RayDistributor:
         num_gpus: GPUs per actor (0 on CPU; 1, or 0.5 to pack two actors per GPU).
         max_attempts: tries per unit (actor death or worker exception) before it is reported failed.
         max_replacements: actors that may be started to replace dead ones (default 2 x num_actors).
-        address: Ray address to connect to when Ray is not initialised yet (None = start a local Ray).
+        address: Ray address to connect to when Ray is not initialised yet (None: $RAY_ADDRESS, else a
+            new local Ray; see :mod:`facegen.ray_session`).
         actor_options: extra ``ray.remote`` options (``runtime_env``, ``resources``, ...).
+        owns_ray: this distributor shuts Ray down on ``close()`` even though its caller started it
+            (:func:`make_distributor` hands over the session it started).
     """
 
     def __init__(
@@ -143,6 +173,7 @@ class RayDistributor:
         address: str | None = None,
         actor_options: dict[str, Any] | None = None,
         crash_marker: str | None = None,
+        owns_ray: bool = False,
     ) -> None:
         if num_actors < 1:
             raise FacegenError("must be at least 1", where="--num-actors")
@@ -156,7 +187,7 @@ class RayDistributor:
         self.crash_marker = crash_marker if crash_marker is not None else os.environ.get(CRASH_ENV)
         self._actors: list[Any] = []
         self._inflight: dict[Any, tuple[Any, WorkUnit, int]] = {}
-        self._started_ray = False
+        self._started_ray = owns_ray
         self._task: ShardTask | None = None
         self._task_ref: Any = None
         self._num_cpus = 0.0
@@ -207,7 +238,15 @@ class RayDistributor:
         self._task_ref = ray.put(task)
         self._idle = deque(self._new_actor(ray, self._task_ref, self._num_cpus) for _ in range(self.num_actors))
         if wait:
-            ray.get([actor.ready.remote() for actor in self._idle])
+            from ray.exceptions import RayTaskError
+
+            try:
+                ray.get([actor.ready.remote() for actor in self._idle])
+            except RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, WorkerStartError):
+                    raise start_failure(cause) from None
+                raise
 
     def run(self, units: Iterable[WorkUnit], task: ShardTask) -> Iterator[UnitOutcome]:
         ray = self._connect()
@@ -264,6 +303,11 @@ class RayDistributor:
                     actor = starting.pop(ref)
                     try:
                         ray.get(ref)
+                    except RayTaskError as exc:
+                        cause = getattr(exc, "cause", None)
+                        if isinstance(cause, WorkerStartError):
+                            raise start_failure(cause) from None
+                        raise
                     except RayActorError as exc:
                         log.warning("replacement actor failed to start: %s", _error_text(exc).splitlines()[0])
                         self._forget(ray, actor)
@@ -280,6 +324,12 @@ class RayDistributor:
                     remove_temporaries(task.root, unit.shard)  # nothing else writes this shard now
                     replace()
                 except (RayTaskError, GetTimeoutError) as exc:  # the worker raised; the actor lives on
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, WorkerStartError):
+                        raise start_failure(cause) from None  # every call would fail the same way
+                    env = environment_error(cause) if cause is not None else None
+                    if env is not None:
+                        raise env from None  # a full or read-only disk: retrying cannot help
                     error = _error_text(exc).splitlines()[-1] if str(exc) else type(exc).__name__
                     idle.append(actor)
                 else:
@@ -312,10 +362,68 @@ class RayDistributor:
         self._task = None
         if self._inflight:
             try:
-                ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=10.0)
+                ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=3.0)
             except Exception:  # noqa: BLE001
                 log.debug("waiting for killed actors: %s", traceback.format_exc())
             self._inflight.clear()
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
+
+
+def make_distributor(
+    num_actors: int | None = None,
+    *,
+    in_process: bool = False,
+    address: str | None = None,
+    gpus_per_actor: float | None = None,
+    cpus_per_actor: float | None = None,
+    max_cpus_per_actor: float | None = None,
+    max_attempts: int | None = None,
+) -> tuple[Distributor, int | None]:
+    """The distributor of every shard command (``balance``, ``extract``, ``verify``) and the torch thread
+    count each CPU worker should use (None on GPU actors and in-process).
+
+    Ray is joined or started by the one policy (:func:`facegen.ray_session.connect_ray`), then sized from
+    what the cluster has: `gpus_per_actor` None = 1 when the cluster has GPUs, else 0 (pass 0 for
+    CPU-only work such as face analysis); `num_actors` None = one per GPU share on GPU clusters, else 1;
+    `cpus_per_actor` None = the cluster's CPUs split evenly over the actors, at most `max_cpus_per_actor`
+    (1 on GPU actors; face analysis caps its CPU actors at 1 too), so the pool always fits.
+    `max_attempts` None = the distributor's own default. A Ray session started here belongs to the
+    distributor: its ``close()`` shuts it down. Invalid sizes are one-line errors naming the option.
+    """
+    retries = {} if max_attempts is None else {"max_attempts": max_attempts}
+    if in_process:
+        return InProcessDistributor(**retries), None
+    if gpus_per_actor is not None and gpus_per_actor < 0:
+        raise FacegenError("must be >= 0", where="--gpus-per-actor")
+    if cpus_per_actor is not None and cpus_per_actor <= 0:
+        raise FacegenError("must be > 0 (fractions such as 0.5 are fine)", where="--cpus-per-actor")
+    if num_actors is not None and num_actors < 1:
+        raise FacegenError("must be >= 1", where="--num-actors")
+    import ray
+
+    started = connect_ray(address)
+    resources = ray.cluster_resources()
+    cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
+    gpus_per_actor = gpus_per_actor if gpus_per_actor is not None else (1.0 if gpus >= 1 else 0.0)
+    if started and not address and gpus_per_actor > gpus:
+        ray.shutdown()
+        raise FacegenError(
+            f"asks for {gpus_per_actor:g} GPU(s) per actor but this machine has {gpus:g}; use --gpus-per-actor 0",
+            where="--gpus-per-actor",
+        )
+    num_actors = num_actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor > 0 else 1)
+    if cpus_per_actor is None:
+        cap = max_cpus_per_actor if max_cpus_per_actor is not None else (1.0 if gpus_per_actor > 0 else None)
+        cpus_per_actor = cpus / num_actors if cap is None else min(cap, cpus / num_actors)
+    threads = max(1, int(cpus_per_actor)) if gpus_per_actor == 0 else None
+    dist = RayDistributor(
+        num_actors,
+        num_cpus=cpus_per_actor,
+        num_gpus=gpus_per_actor,
+        address=address,
+        owns_ray=started,
+        **retries,
+    )
+    return dist, threads

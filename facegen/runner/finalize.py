@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from typing import Any
@@ -20,12 +19,6 @@ SUMMARY_NAME = "summary.json"
 FAILURES_SCHEMA = pa.schema([pa.field("shard", pa.int32()), pa.field("key", pa.string()), pa.field("error", pa.string())])
 
 
-def _write_parquet(root: Location, rel: str, table: pa.Table) -> None:
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    root.write_bytes_atomic(rel, buffer.getvalue())
-
-
 def collect_labels(root: Location, shards: list[int], schema: pa.Schema | None = None) -> pa.Table:
     """Concatenate the shard Parquets (in shard order) into one table."""
     tables = []
@@ -39,7 +32,7 @@ def collect_labels(root: Location, shards: list[int], schema: pa.Schema | None =
 
 def write_labels(root: Location, done: dict[int, ShardStats], schema: pa.Schema | None = None) -> pa.Table:
     table = collect_labels(root, list(done), schema)
-    _write_parquet(root, LABELS_NAME, table)
+    root.write_parquet_atomic(LABELS_NAME, table)
     return table
 
 
@@ -49,7 +42,7 @@ def write_failures(root: Location, done: dict[int, ShardStats], failed_shards: d
         rows.extend({"shard": shard, "key": f["key"], "error": f["error"]} for f in done[shard].failed)
     rows.extend({"shard": shard, "key": None, "error": f"shard failed: {err}"} for shard, err in sorted(failed_shards.items()))
     table = pa.Table.from_pylist(rows, schema=FAILURES_SCHEMA)
-    _write_parquet(root, FAILURES_NAME, table)
+    root.write_parquet_atomic(FAILURES_NAME, table)
     return table
 
 

@@ -9,7 +9,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,8 @@ class GenerationSettings:
     image_format: str  # jpg | png | webp
     quality: int
     store_landmark_image: bool
+    #: `sampler.guidance_intervals` as a dict ({"unit", "id", "lmk", "emo"}); None = eq. 6 at every step.
+    guidance_intervals: dict[str, Any] | None = field(default=None, hash=False)
 
     @classmethod
     def from_manifest(cls, manifest: Any) -> "GenerationSettings":
@@ -56,6 +58,7 @@ class GenerationSettings:
             image_format=o.image_format,
             quality=o.quality,
             store_landmark_image=o.store_landmark_image,
+            guidance_intervals=None if s.guidance_intervals is None else s.guidance_intervals.model_dump(),
         )
 
 
@@ -121,6 +124,7 @@ class GenerationWorker:
 
         from facegen.conditions.builder import ConditionBuilder
         from facegen.model.pipeline import FaceCrafterPipeline
+        from facegen.model.schedulers import scheduler_from_name
 
         if threads:
             torch.set_num_threads(threads)
@@ -134,6 +138,9 @@ class GenerationWorker:
                 f"model at {model_dir} on this node has hash {self.pipe.model_hash}, the run expects {expected_model_hash}"
             )
         self.settings = GenerationSettings.from_manifest(manifest)
+        # the manifest's sampler name -> a diffusers scheduler, through the one table
+        self.pipe.scheduler = scheduler_from_name(self.settings.scheduler, self.pipe.scheduler.config)
+        self.pipe.set_progress_bar_config(disable=True)
         self.builder = ConditionBuilder(_local_plan_dir(plan_url), manifest, self.pipe.landmark_image_size)
         self.size = self.settings.image_size or int(self.pipe.resolution)
 
@@ -157,7 +164,7 @@ class GenerationWorker:
             return [item for i in range(rows.num_rows) for item in self._generate(rows.slice(i, 1))]
 
     def _run(self, rows: pa.Table) -> list[Sample | SampleFailure]:
-        from facegen.model.pipeline import GuidanceWeights
+        from facegen.model.pipeline import GuidanceWeights, to_uint8
 
         s = self.settings
         cond = self.builder.build(rows)
@@ -170,12 +177,12 @@ class GenerationWorker:
             seeds=[int(x) for x in rows.column("seed").to_pylist()],
             num_inference_steps=s.steps,
             guidance=GuidanceWeights(id=s.guidance_id, lmk=s.guidance_lmk, emo=s.guidance_emo),
-            scheduler=s.scheduler,
             height=self.size,
             width=self.size,
-            progress=False,
+            output_type="np",
+            guidance_intervals=s.guidance_intervals,
         )
-        images = np.asarray(out.images)
+        images = to_uint8(out.images)
         lmk = cond.landmark_uint8 if s.store_landmark_image else None
         samples: list[Sample | SampleFailure] = []
         for i, row in enumerate(rows.to_pylist()):
@@ -203,6 +210,8 @@ class GenerationWorker:
         )
         meta = {k: _json_value(v) for k, v in label.items()}
         meta["guidance"] = {"id": s.guidance_id, "lmk": s.guidance_lmk, "emo": s.guidance_emo}
+        # which guidance intervals made this sample (null = eq. 6 at every step); JSON only, no Parquet column
+        meta["guidance_intervals"] = s.guidance_intervals
         files = {
             s.image_format: encode_image(pixels, s.image_format, s.quality),
             "json": json.dumps(meta, sort_keys=True).encode(),

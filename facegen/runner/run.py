@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from facegen.io.shards import SHARDS_DIR, ShardStats, completed_shards, remove_temporaries
+from facegen.io.fs import Location
+from facegen.io.shards import SHARDS_DIR, ShardStats, completed_shards, remove_shard, remove_temporaries
 from facegen.runner.distributors import Distributor, InProcessDistributor
 from facegen.runner.task import ShardTask
 from facegen.runner.units import WorkUnit
@@ -25,6 +26,7 @@ class RunSummary:
     resumed: list[int] = field(default_factory=list)  # finished before this run, skipped
     failed: dict[int, str] = field(default_factory=dict)  # shard -> last error
     retried: dict[int, int] = field(default_factory=dict)  # shard -> attempts, when > 1
+    damaged: dict[int, str] = field(default_factory=dict)  # finished earlier but failed verification: redone
     seconds: float = 0.0
     new_samples: int = 0  # samples written by this run
 
@@ -41,6 +43,17 @@ class RunSummary:
         return sum(s.failures for s in self.done.values())
 
 
+def verified_finished(root: Location, fingerprint: str) -> tuple[dict[int, ShardStats], dict[int, str]]:
+    """(finished shards whose tar + Parquet hash to their stats, damaged shards -> what differs). The
+    damaged ones are deleted (stats first), so they are redone from scratch like unfinished ones."""
+    damaged: dict[int, str] = {}
+    finished = completed_shards(root, fingerprint, verify=True, damaged=damaged)
+    for shard, problem in sorted(damaged.items()):
+        log.warning("shard %06d is damaged (%s); redoing it", shard, problem)
+        remove_shard(root, shard)
+    return finished, damaged
+
+
 def run_shards(
     units: Iterable[WorkUnit],
     task: ShardTask,
@@ -49,11 +62,13 @@ def run_shards(
     total_rows: int | None = None,
     progress: bool = True,
     description: str = "generating",
+    finished: tuple[dict[int, ShardStats], dict[int, str]] | None = None,
 ) -> RunSummary:
     """Write every unit's shard under ``task.output_url`` exactly once.
 
-    Shards already finished by a run with the same fingerprint are skipped (resume); the others are
-    redone from scratch. `units` may be a lazy iterable (pass `total_rows` for the progress bar), and
+    Shards already finished by a run with the same fingerprint, whose files still hash to their stats,
+    are skipped (resume); the others, damaged ones included, are redone from scratch (`finished`: the
+    result of :func:`verified_finished` when the caller already ran it). `units` may be a lazy iterable (pass `total_rows` for the progress bar), and
     units of finished shards are dropped before they reach the distributor. Ctrl-C kills in-flight work,
     removes temporaries, keeps finished shards and re-raises ``KeyboardInterrupt``.
     """
@@ -64,22 +79,22 @@ def run_shards(
     removed = remove_temporaries(root)
     if removed:
         log.info("removed %d temporary file(s) of an interrupted run", removed)
-    finished = completed_shards(root, task.fingerprint)
-    summary = RunSummary()
+    finished_shards, damaged = finished if finished is not None else verified_finished(root, task.fingerprint)
+    summary = RunSummary(damaged=dict(damaged))
 
     if total_rows is None and isinstance(units, Sequence):
         total_rows = sum(u.num_rows for u in units)
 
     def todo() -> Iterable[WorkUnit]:
         for unit in units:
-            if unit.shard in finished:
-                summary.done[unit.shard] = finished[unit.shard]
+            if unit.shard in finished_shards:
+                summary.done[unit.shard] = finished_shards[unit.shard]
                 summary.resumed.append(unit.shard)
                 bar.update(0)  # keeps the bar's postfix fresh while skipping
             else:
                 yield unit
 
-    resumed_rows = sum(s.count + s.failures for s in finished.values())
+    resumed_rows = sum(s.count + s.failures for s in finished_shards.values())
     bar = tqdm(
         total=total_rows,
         initial=min(resumed_rows, total_rows) if total_rows else resumed_rows,

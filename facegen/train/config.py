@@ -16,26 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from facegen.errors import FacegenError
 
-#: Stage names as the CLI spells them.
-STAGES: tuple[str, ...] = ("pretrain-lmk", "pretrain-emo", "joint")
-Stage = Literal["pretrain-lmk", "pretrain-emo", "joint"]
+from facegen.train.pairs import PairingConfig  # the pairing rule's thresholds live with the rule
+from facegen.train.stages import STAGES, stage_spec  # noqa: E402  (the stage table)
+
+Stage = Literal["vae", "base", "pretrain-lmk", "pretrain-emo", "joint"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PairingConfig(_Strict):
-    """How the ID image (partner) is chosen for a target image of the same identity.
-
-    Pose distance is ``|dyaw| + |dpitch|`` in degrees; expression distance is the mean point distance
-    between pose-normalised landmark sets (centred, de-rotated, scaled to unit RMS radius).
-    """
-
-    lmk_min_pose_deg: float = Field(10.0, ge=0, description="LMK: partner pose differs by at least this ...")
-    lmk_min_expression: float = Field(0.05, ge=0, description="... or its expression by at least this")
-    emo_max_pose_deg: float = Field(10.0, ge=0, description="EMO: partner pose within this")
-    emo_min_expression: float = Field(0.05, ge=0, description="EMO: expression distance at least this (or another emotion class)")
 
 
 class MixedConditioningConfig(_Strict):
@@ -65,14 +53,23 @@ class RunSettings(_Strict):
 
 
 class StageConfig(_Strict):
-    """Everything one training stage needs; paths are resolved to absolute ones."""
+    """Everything one training stage needs; paths are resolved to absolute ones.
+
+    Batch sizes: ``batch_size`` rows per worker per micro-step, so one optimiser step sees
+    :attr:`effective_batch` = batch_size x ray.num_workers x grad_accum rows; in the mixed-conditioning
+    stage every ``replicas`` rows are copies of one image (:attr:`effective_items` images per step; the
+    paper's joint batch is one image x 16 replicas). ``lambda_ad`` is the paper's lambda_AD: the loss it
+    multiplies follows eq. 2 as written (a sum over sample pairs, see `facegen.train.losses`).
+    """
 
     stage: Stage
     data: str = Field(description="extracted training data folder (labels.parquet + shards/)")
     model: str = Field(description="input model folder (facegen.json + parts)")
     output: str = Field(description="where metrics and the exported model folder go")
     steps: int = Field(ge=1)
-    batch_size: int = Field(ge=1, description="samples per worker per micro-step")
+    batch_size: int = Field(
+        ge=1, description="rows per worker per micro-step; effective batch = batch_size x ray.num_workers x grad_accum"
+    )
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(1e-4, gt=0, description="control modules and their K/V")
     encoder_lr: float = Field(1e-5, ge=0, description="joint stage: CLIP identity encoder")
@@ -82,8 +79,16 @@ class StageConfig(_Strict):
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     checkpoint_every: int = Field(1000, ge=1)
     seed: int = 0
-    lambda_ad: float = Field(5e-4, ge=0)
-    resolution: int | None = Field(None, ge=8, description="training image size; default the model's")
+    lambda_ad: float = Field(
+        5e-4, ge=0, description="lambda_AD of eq. 5 as in the paper (5e-4); L_AD sums eq. 2 over pairs (losses.py)"
+    )
+    uncond_prob: float = Field(0.1, ge=0, le=1, description="base: probability of training a sample unconditionally")
+    kl_weight: float = Field(1e-4, ge=0, description="vae: weight of the KL term per latent element")
+    resolution: int | None = Field(
+        None, ge=8,
+        description="training image size; null = the model's, which must equal the data's crop size (else an "
+        "error); a number resizes the crops to it (bicubic) explicitly",
+    )
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up")
     init_landmark: str | None = Field(None, description="model folder whose landmark/ replaces the input's (joint)")
     init_emotion: str | None = Field(None, description="model folder whose emotion/ replaces the input's (joint)")
@@ -101,23 +106,33 @@ class StageConfig(_Strict):
 
     @model_validator(mode="after")
     def _replicas_fit(self) -> StageConfig:
-        r = self.mixed.replicas
-        if self.stage == "joint" and r is not None and self.batch_size % r:
+        r, mixed = self.mixed.replicas, stage_spec(self.stage).mixed
+        if mixed and r is not None and self.batch_size % r:
             raise ValueError(f"mixed.replicas ({r}) must divide batch_size ({self.batch_size})")
-        if self.stage == "joint" and r is None and self.batch_size < 2:
-            raise ValueError("joint stage needs batch_size >= 2 (items are replicated across the batch)")
+        if mixed and r is None and self.batch_size < 2:
+            raise ValueError(f"{self.stage} stage needs batch_size >= 2 (items are replicated across the batch)")
         return self
 
     @property
     def replicas(self) -> int:
         """Copies per item in a joint batch (1 in the pre-training stages)."""
-        if self.stage != "joint":
+        if not stage_spec(self.stage).mixed:
             return 1
         return self.mixed.replicas or self.batch_size
 
     @property
     def items_per_batch(self) -> int:
         return self.batch_size // self.replicas
+
+    @property
+    def effective_batch(self) -> int:
+        """Rows per optimiser step: batch_size (per worker) x ray.num_workers x grad_accum."""
+        return self.batch_size * self.ray.num_workers * self.grad_accum
+
+    @property
+    def effective_items(self) -> int:
+        """Distinct target images per optimiser step (effective_batch / replicas)."""
+        return self.effective_batch // self.replicas
 
     @property
     def run_name(self) -> str:
@@ -223,3 +238,13 @@ def check_inputs(cfg: StageConfig) -> None:
         value = getattr(cfg, key)
         if value is not None and "://" not in value and not (Path(value) / "facegen.json").is_file():
             raise FacegenError(f"{key}: {value!r} is not a model folder (no facegen.json); fix {key!r}")
+    check_resolution(cfg)
+
+
+def check_resolution(cfg: StageConfig) -> None:
+    """Fail early (one line) when the data's crop size is not the training resolution and `resolution` is unset."""
+    from facegen.model.folder import read_model_info
+    from facegen.train.data import TarImages, crop_size, load_labels, training_resolution
+
+    key = load_labels(cfg.data).frame["key"].iloc[0]
+    training_resolution(cfg.resolution, read_model_info(cfg.model).resolution, crop_size(TarImages(cfg.data), key))

@@ -11,7 +11,6 @@ sees exactly the pairs the interrupted run would have seen.
 from __future__ import annotations
 
 import io
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,23 +23,12 @@ import torch
 from PIL import Image
 
 from facegen.errors import FacegenError
+from facegen.io.fs import Location
+from facegen.io.reader import ShardReader, shard_tars
 from facegen.labels import EMOTION_VECTOR_DIM, ID_EMBED_DIM, NUM_EMOTIONS, NUM_LANDMARKS
-from facegen.train.pairs import PairIndex
+from facegen.train.pairs import Labels, PairIndex  # noqa: F401  (Labels re-exported: defined with the pair rule)
 
 _NEEDED = ("key", "identity", "embedding", "landmarks", "yaw", "pitch", "roll", "emotion", "valence", "arousal", "emotion_probs")
-
-
-@dataclass(frozen=True)
-class Labels:
-    """``labels.parquet`` in memory: scalar columns in a frame, the list columns as dense arrays (row-aligned)."""
-
-    frame: pd.DataFrame  # key, identity, yaw, pitch, roll, emotion, valence, arousal (sorted by key)
-    embeddings: np.ndarray  # (N, 512) float32
-    landmarks: np.ndarray  # (N, 478, 3) float32, normalised to the crop
-    emotion_probs: np.ndarray  # (N, 8) float32
-
-    def __len__(self) -> int:
-        return len(self.frame)
 
 
 def _dense(table: pa.Table, column: str, width: int) -> np.ndarray:
@@ -93,7 +81,9 @@ def check_labels_usable(data_dir: str | Path, stage: str) -> None:
             f"{path}: {blank} of {len(emb)} rows have all-zero identity embeddings (extracted with "
             "--identity-backend none); re-run `facegen extract` with ArcFace weights"
         )
-    if stage in ("pretrain-emo", "joint"):
+    from facegen.train.stages import stage_spec
+
+    if stage_spec(stage).needs_emotion_labels:
         emotion = table.column("emotion").to_numpy(zero_copy_only=False)
         va = np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in ("valence", "arousal")], 1)
         missing = int(((emotion < 0) | np.isnan(va).any(axis=1)).sum())
@@ -105,32 +95,30 @@ def check_labels_usable(data_dir: str | Path, stage: str) -> None:
 
 
 class TarImages:
-    """Random access to ``KEY.jpg`` members of ``DIR/shards/*.tar`` via their byte offsets."""
+    """Random access to ``KEY.jpg`` members of ``DIR/shards/*.tar`` (DIR a folder or fsspec URL), through
+    the shared shard reader (:class:`facegen.io.reader.ShardReader`: byte offsets from the tar headers)."""
 
     def __init__(self, data_dir: str | Path) -> None:
-        self._files: dict[str, tuple[Path, int, int]] = {}
-        shards = sorted((Path(data_dir) / "shards").glob("*.tar"))
-        if not shards:
+        root = Location(str(data_dir))
+        self._readers: dict[str, ShardReader] = {}
+        tars = shard_tars(root)
+        if not tars:
             raise FacegenError(f"{Path(data_dir) / 'shards'} has no .tar shards; point 'data' at a `facegen extract` output")
-        for shard in shards:
-            with tarfile.open(shard, "r:") as tar:
-                for member in tar:
-                    name = member.name
-                    if member.isfile() and name.endswith(".jpg"):
-                        self._files[name[: -len(".jpg")]] = (shard, member.offset_data, member.size)
+        for rel in tars:
+            reader = ShardReader(root, rel)
+            for key, exts in reader.index().items():
+                if "jpg" in exts:
+                    self._readers[key] = reader
 
     def __contains__(self, key: str) -> bool:
-        return key in self._files
+        return key in self._readers
 
     def read(self, key: str) -> Image.Image:
         try:
-            path, offset, size = self._files[key]
+            reader = self._readers[key]
         except KeyError:
             raise FacegenError(f"image {key}.jpg is listed in labels.parquet but not in any shard tar") from None
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read(size)
-        return Image.open(io.BytesIO(data)).convert("RGB")
+        return Image.open(io.BytesIO(reader.read(key, "jpg"))).convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -195,11 +183,42 @@ class TrainBatch:
         )
 
 
-class SampleBuilder:
-    """Turns drawn (target, partner) rows into a :class:`TrainBatch`."""
+def crop_size(images: TarImages, key: str) -> int:
+    """The side of the data's (square) crops, read from one image."""
+    width, height = images.read(key).size
+    if width != height:
+        raise FacegenError(f"image {key}.jpg is {width}x{height}; training needs the square crops of `facegen extract`")
+    return width
 
-    def __init__(self, labels: Labels, images: TarImages, resolution: int, landmark_image_size: int) -> None:
-        self.resolution, self.landmark_image_size = resolution, landmark_image_size
+
+def training_resolution(configured: int | None, model_resolution: int, crop: int) -> tuple[int, bool]:
+    """(image size to train at, whether crops are resized to it) — never a silent resize.
+
+    ``resolution: null`` trains at the model's resolution, which must then be the data's crop size;
+    a configured ``resolution`` is taken as the explicit request to resize (bicubic) crops of another size.
+    """
+    if configured is not None:
+        return configured, configured != crop
+    if crop != model_resolution:
+        raise FacegenError(
+            f"the data's crops are {crop} px but the model generates {model_resolution} px; re-extract with "
+            f"`--crop-size {model_resolution}`, or set `resolution: {model_resolution}` in the stage config to "
+            f"upscale the crops explicitly (or `resolution: {crop}` to train at the crop size)"
+        )
+    return model_resolution, False
+
+
+class SampleBuilder:
+    """Turns drawn (target, partner) rows into a :class:`TrainBatch`.
+
+    Target images must be `resolution` px square; other sizes are an error unless `resize` (an
+    explicit `resolution` in the stage config, see :func:`training_resolution`) asks for a bicubic resize.
+    """
+
+    def __init__(
+        self, labels: Labels, images: TarImages, resolution: int, landmark_image_size: int, *, resize: bool = False
+    ) -> None:
+        self.resolution, self.landmark_image_size, self.resize = resolution, landmark_image_size, resize
         self.keys = labels.frame["key"].tolist()
         self.embeddings = labels.embeddings
         self.landmarks = labels.landmarks
@@ -218,12 +237,7 @@ class SampleBuilder:
         targets = np.array([d.target for d in drawn])
         partners = np.array([d.partner for d in drawn])
         res = self.resolution
-        pixels = []
-        for t in targets:
-            img = self.images.read(self.keys[t])
-            if img.size != (res, res):
-                img = img.resize((res, res), Image.BICUBIC)
-            pixels.append(np.asarray(img, dtype=np.float32) / 127.5 - 1.0)
+        pixels = [np.asarray(self.target_image(t), dtype=np.float32) / 127.5 - 1.0 for t in targets]
         lm = self.landmarks[targets]
         lmk_imgs = render_landmark_images(lm, self.landmark_image_size)
         masks = np.stack([face_mask(p, res) for p in lm]).astype(np.float32)
@@ -237,3 +251,15 @@ class SampleBuilder:
             face_masks=torch.from_numpy(masks),
             positions=[d.position for d in drawn],
         )
+
+    def target_image(self, row: int) -> Image.Image:
+        img = self.images.read(self.keys[row])
+        res = self.resolution
+        if img.size == (res, res):
+            return img
+        if not self.resize:
+            raise FacegenError(
+                f"image {self.keys[row]}.jpg is {img.size[0]}x{img.size[1]} px but training runs at {res} px; "
+                "set `resolution` in the stage config to resize crops explicitly, or re-extract at that size"
+            )
+        return img.resize((res, res), Image.BICUBIC)

@@ -1,16 +1,21 @@
 """Losses of the joint disentanglement stage: intra-batch mixed conditioning and the AD loss (eqs. 2-3).
 
-Normalisation of eq. 2 (the paper leaves it open; ours keeps the loss independent of batch size,
-mask area and number of layers):
+Eq. 2 as written — a *sum* over the sample pairs of C_n^(a,b) — per item, so the paper's
+lambda_AD = 5e-4 applies unchanged (config ``lambda_ad``):
 
-    L_dis(a, b) = mean over cross-attention layers n of
-                  mean over sample pairs (i, j) in C_n^(a,b) of
+    L_dis(a, b) = mean over cross-attention layers n (E_n) of
+                  sum over sample pairs (i, j) in C_n^(a,b) of
                   masked mean over positions p with M_n[p] = 1 of ReLU(cos(A_{i,a}^(n)[p], A_{j,b}^(n)[p]))
 
 where C^(a,b) holds every ordered pair of samples of the *same item* (same target, noise and
 timestep) with switch setting a for i and b for j, M_n is the item's face mask resized to the
-layer's h x w (area interpolation, kept where >= 0.5), and the cosine runs over channels. A pair
-(a, b) absent from the batch, or a mask empty at a layer, contributes 0. L_AD sums the five pairs of eq. 3.
+layer's h x w (area interpolation, kept where >= 0.5), and the cosine runs over channels. L_AD sums the
+five pairs of eq. 3. The paper leaves two reductions open; ours: positions are averaged over the mask
+(so the value does not grow with resolution), and a micro-batch holding several items (``mixed.replicas``
+< ``batch_size``) averages the per-item sums, as DDP averages over workers (the paper's batch is one item
+replicated B times, where this is eq. 2 exactly). A pair (a, b) absent from the batch, or a mask empty at
+a layer, contributes 0. With B = 16 replicas an (a, b) pair has about 4 x 4 = 16 sample pairs, so L_AD is
+about 16x the per-pair mean an earlier version of this module used (whose 5e-4 meant ~8e-3 in the paper's units).
 """
 
 from __future__ import annotations
@@ -91,12 +96,11 @@ def attention_disentanglement_loss(
     `switches` (B, 2) are the (a_LMK, a_EMO) of each sample, `groups` (B,) the item each sample is a
     replica of, `masks` (B, H, W) the face masks. See the module docstring for the normalisation.
     """
-    ii, jj, kk = ad_pair_index(switches, groups)
+    ii, jj, _ = ad_pair_index(switches, groups)
     ref = next(iter(features.values()))
     if len(ii) == 0 or not features:
         return ref.new_zeros((), dtype=torch.float32) * ref.float().sum()  # keeps the graph connected
-    num_pairs = len(AD_PAIRS)
-    present = torch.bincount(kk, minlength=num_pairs).float()  # |C^(a,b)|
+    num_items = len(torch.unique(groups))
     total = ref.new_zeros((), dtype=torch.float32)
     mask_cache: dict[int, torch.Tensor] = {}
     for feats in features.values():
@@ -107,6 +111,5 @@ def attention_disentanglement_loss(
         f = feats.float()
         cos = F.cosine_similarity(f[ii], f[jj], dim=-1, eps=1e-8)  # (P, seq)
         per_pair = (F.relu(cos) * m).sum(-1) / m.sum(-1).clamp_min(1.0)  # masked mean over positions
-        sums = torch.zeros(num_pairs, device=f.device, dtype=f.dtype).index_add(0, kk, per_pair)
-        total = total + (sums / present.clamp_min(1.0)).sum()  # mean over pairs, summed over eq. 3's five
+        total = total + per_pair.sum() / num_items  # eq. 2's sum over pairs (all five of eq. 3), per item
     return total / len(features)  # mean over layers (E_n)

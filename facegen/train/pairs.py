@@ -3,32 +3,64 @@
 The generated (target) image supplies the latents, the landmark image, the emotion vector and the face
 mask; the partner supplies only the ArcFace embedding. Rules (paper section 3.2):
 
-- ``pretrain-lmk`` and ``joint``: the partner differs from the target in pose (``|dyaw| + |dpitch| >=
-  lmk_min_pose_deg``) or expression (expression distance ``>= lmk_min_expression``).
+- ``pretrain-lmk`` (and ``joint``): the partner differs from the target in pose (``|dyaw| + |dpitch| >=
+  lmk_min_pose_deg``) *and* in expression (expression distance ``>= lmk_min_expression``) — "randomly
+  selected to have different poses and facial expressions".
 - ``pretrain-emo``: the partner shows another expression (other emotion class, or expression distance
   ``>= emo_min_expression``) with about the same pose (``|dyaw| + |dpitch| <= emo_max_pose_deg``).
 
-Fallbacks, when an identity has no partner satisfying the rule for a target: LMK takes the other
-image of the identity that differs most (pose degrees/10 + expression distance/threshold); EMO takes
-the other image with another expression and the closest pose, else the other image with the closest
-pose; an identity with a single image pairs the image with itself (plain reconstruction). The number
-of fallback targets is reported in :attr:`PairIndex.fallbacks`.
+Fallbacks, when an identity has no partner satisfying the rule for a target (each such target counts
+once in :attr:`PairIndex.fallbacks`, reported at the start of training):
+
+- LMK: first the other images that differ in pose *or* expression (all of them, drawn uniformly); if
+  none, the single other image that differs most (pose degrees / lmk_min_pose_deg + expression distance /
+  lmk_min_expression);
+- EMO: the other image with another expression and the closest pose, else the other image with the
+  closest pose;
+- an identity with a single image pairs the image with itself (plain reconstruction).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from facegen.conditions.pose import rotation_matrix
 from facegen.labels import NUM_LANDMARKS
-from facegen.train.config import PairingConfig
 
-if TYPE_CHECKING:
-    from facegen.train.data import Labels
+
+class PairingConfig(BaseModel):
+    """How the ID image (partner) is chosen for a target image of the same identity.
+
+    Pose distance is ``|dyaw| + |dpitch|`` in degrees; expression distance is the mean point distance
+    between pose-normalised landmark sets (centred, de-rotated, scaled to unit RMS radius).
+    (Defined here, next to the rule, so `config` -> `pairs` and `data` -> `pairs` point one way.)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lmk_min_pose_deg: float = Field(10.0, ge=0, description="LMK: partner pose differs by at least this ...")
+    lmk_min_expression: float = Field(0.05, ge=0, description="... and its expression by at least this")
+    emo_max_pose_deg: float = Field(10.0, ge=0, description="EMO: partner pose within this")
+    emo_min_expression: float = Field(0.05, ge=0, description="EMO: expression distance at least this (or another emotion class)")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """``labels.parquet`` in memory: scalar columns in a frame, the list columns as dense arrays (row-aligned)."""
+
+    frame: pd.DataFrame  # key, identity, yaw, pitch, roll, emotion, valence, arousal (sorted by key)
+    embeddings: np.ndarray  # (N, 512) float32
+    landmarks: np.ndarray  # (N, 478, 3) float32, normalised to the crop
+    emotion_probs: np.ndarray  # (N, 8) float32
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
 
 
 def expression_descriptors(landmarks: np.ndarray, yaw, pitch, roll) -> np.ndarray:
@@ -72,7 +104,9 @@ def _group_candidates(
     n = len(pose_d)
     other = ~np.eye(n, dtype=bool)
     if rule == "lmk":
-        valid = other & ((pose_d >= cfg.lmk_min_pose_deg) | (expr_d >= cfg.lmk_min_expression))
+        pose_differs, expr_differs = pose_d >= cfg.lmk_min_pose_deg, expr_d >= cfg.lmk_min_expression
+        valid = other & pose_differs & expr_differs
+        either = other & (pose_differs | expr_differs)  # first fallback
     else:
         different = (emotion[:, None] != emotion[None, :]) | (expr_d >= cfg.emo_min_expression)
         valid = other & different & (pose_d <= cfg.emo_max_pose_deg)
@@ -84,8 +118,10 @@ def _group_candidates(
             others = np.flatnonzero(other[t])
             if len(others) == 0:
                 idx = np.array([t])
+            elif rule == "lmk" and either[t].any():
+                idx = np.flatnonzero(either[t])
             elif rule == "lmk":
-                score = pose_d[t, others] / 10.0 + expr_d[t, others] / max(cfg.lmk_min_expression, 1e-6)
+                score = pose_d[t, others] / max(cfg.lmk_min_pose_deg, 1e-6) + expr_d[t, others] / max(cfg.lmk_min_expression, 1e-6)
                 idx = others[[int(np.argmax(score))]]
             else:
                 diff = others[(emotion[others] != emotion[t]) | (expr_d[t, others] >= cfg.emo_min_expression)]
@@ -96,9 +132,13 @@ def _group_candidates(
 
 
 def build_pair_index(labels: Labels, stage: str, cfg: PairingConfig) -> PairIndex:
-    """Partner candidates for every row of `labels` under the stage's rule."""
-    rule = "emo" if stage == "pretrain-emo" else "lmk"
+    """Partner candidates for every row of `labels` under the stage's rule (`stages.STAGE_SPECS`)."""
+    from facegen.train.stages import stage_spec
+
+    rule = stage_spec(stage).pairing
     n = len(labels)
+    if rule == "self":  # the ID condition comes from the target image itself (Arc2Face's training)
+        return PairIndex(offsets=np.arange(n + 1, dtype=np.int64), partners=np.arange(n, dtype=np.int32), fallbacks=0)
     frame = labels.frame
     yaw = frame["yaw"].to_numpy(np.float64)
     pitch = frame["pitch"].to_numpy(np.float64)

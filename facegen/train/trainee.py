@@ -1,12 +1,13 @@
 """The model as one training step sees it: which parts train per stage, and the loss of a batch.
 
-Trainable parameters (everything else frozen: UNet incl. its own attention weights, VAE; ArcFace
-embeddings are precomputed):
+Which parts train, which switches are on and which loss applies come from `facegen.train.stages`
+(everything else frozen; ArcFace embeddings are precomputed):
 
-- ``pretrain-lmk``: the landmark control module incl. its per-layer K/V (``landmark.*``)
-- ``pretrain-emo``: the emotion control module incl. its per-layer K/V (``emotion.*``)
-- ``joint``: both of the above plus the CLIP text transformer of the identity encoder
-  (``identity_encoder.text_encoder.*``)
+- ``vae``: the autoencoder (``vae.*``), reconstruction + KL;
+- ``base``: the UNet and the identity encoder's CLIP text transformer, ID condition only, with
+  condition dropout (a sample's context becomes the empty prompt with probability ``uncond_prob``);
+- ``pretrain-lmk`` / ``pretrain-emo``: one control module incl. its per-layer K/V;
+- ``joint``: both control modules plus the identity encoder, with the AD loss.
 """
 
 from __future__ import annotations
@@ -22,18 +23,16 @@ from facegen.model.attention import record_attention
 from facegen.model.loading import FaceCrafterComponents
 from facegen.train.losses import attention_disentanglement_loss
 
+from facegen.train.stages import STAGE_SPECS, stage_spec
+
 #: Top-level submodule names of :class:`Trainee` trained in each stage.
-TRAINABLE_PARTS: dict[str, tuple[str, ...]] = {
-    "pretrain-lmk": ("landmark",),
-    "pretrain-emo": ("emotion",),
-    "joint": ("landmark", "emotion", "identity_encoder"),
-}
+TRAINABLE_PARTS: dict[str, tuple[str, ...]] = {name: spec.trainable for name, spec in STAGE_SPECS.items()}
 
 
 @dataclass
 class StepInputs:
     """One micro-batch on the device. Samples with the same `groups` value are replicas of one item
-    and share latents, noise and timestep."""
+    (wherever they sit in the batch) and share latents, noise and timestep."""
 
     images: torch.Tensor  # (B, 3, R, R) in [-1, 1]
     id_embeds: torch.Tensor  # (B, 512)
@@ -47,7 +46,15 @@ class StepInputs:
 class Trainee(nn.Module):
     """Holds the model parts as submodules (so DDP sees them) and computes eqs. 4-5 for a batch."""
 
-    def __init__(self, components: FaceCrafterComponents, stage: str, lambda_ad: float = 5e-4) -> None:
+    def __init__(
+        self,
+        components: FaceCrafterComponents,
+        stage: str,
+        lambda_ad: float = 5e-4,
+        *,
+        uncond_prob: float = 0.1,
+        kl_weight: float = 1e-4,
+    ) -> None:
         super().__init__()
         # Control modules first: their parameters are reached through the UNet's processors too.
         self.landmark = components.landmark
@@ -56,10 +63,21 @@ class Trainee(nn.Module):
         self.unet = components.unet
         self.vae = components.vae
         self.stage = stage
+        self.spec = stage_spec(stage)
         self.lambda_ad = lambda_ad
+        self.uncond_prob = uncond_prob
+        self.kl_weight = kl_weight
         self.noise_scheduler = DDPMScheduler.from_config(components.scheduler_config)
         self.latent_scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
         self.set_trainable()
+        if not self.spec.condition_dropout and self.identity_encoder.uncond_context is None:
+            # eq. 6's unconditional context is the input model's, captured before any step (see stages.py)
+            self.identity_encoder.capture_uncond()
+
+    def prepare_export(self) -> None:
+        """Before writing the trained model: a stage that trained the unconditional branch freezes it now."""
+        if self.spec.condition_dropout:
+            self.identity_encoder.capture_uncond()
 
     def set_trainable(self) -> None:
         """Freeze everything, then unfreeze exactly the stage's parts (and put them in train mode)."""
@@ -69,6 +87,11 @@ class Trainee(nn.Module):
             part = getattr(self, name)
             part.requires_grad_(True)
             part.train()
+        # the control modules are also reachable through the UNet's processors: keep them frozen
+        # unless the stage trains them
+        for name in ("landmark", "emotion"):
+            if name not in TRAINABLE_PARTS[self.stage]:
+                getattr(self, name).requires_grad_(False)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Exactly the trainable parameters (what checkpoints store)."""
@@ -76,10 +99,49 @@ class Trainee(nn.Module):
 
     def forward(self, batch: StepInputs, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Losses of one micro-batch; noise/timesteps drawn from `generator` (CPU) per item."""
+        if self.spec.objective == "autoencoder":
+            return self.autoencoder_losses(batch, generator)
+        return self.diffusion_losses(batch, generator)
+
+    def autoencoder_losses(self, batch: StepInputs, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """VAE stage: MSE reconstruction + kl_weight * KL per latent element."""
+        images = batch.images.to(self.vae.dtype)
+        dist = self.vae.encode(images).latent_dist
+        eps = torch.randn(dist.mean.shape, generator=generator).to(images.device, dist.mean.dtype)
+        recon = self.vae.decode(dist.mean + dist.std * eps).sample
+        rec = F.mse_loss(recon.float(), images.float())
+        kl = dist.kl().float().mean() / dist.mean[0].numel()
+        loss = rec + self.kl_weight * kl
+        return {"loss": loss, "diffusion_loss": rec.detach(), "ad_loss": kl.detach()}
+
+    def diffusion_losses(self, batch: StepInputs, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Eq. 4 (+ lambda_AD * eq. 3 in the mixed-conditioning stage)."""
+        noisy, target, timesteps = self.noised_latents(batch, generator)
+        context = self.identity_context(batch, generator)
+        kwargs = self.control_kwargs(batch)
+        if self.spec.uses_ad_loss and self.lambda_ad > 0:
+            with record_attention(self.unet) as recorded:
+                pred = self.unet(noisy, timesteps, encoder_hidden_states=context, cross_attention_kwargs=kwargs).sample
+                features = dict(recorded)
+            ad = attention_disentanglement_loss(features, batch.switches, batch.groups, batch.face_masks)
+        else:
+            pred = self.unet(noisy, timesteps, encoder_hidden_states=context, cross_attention_kwargs=kwargs).sample
+            ad = pred.new_zeros((), dtype=torch.float32)
+        diffusion = F.mse_loss(pred.float(), target.float())
+        loss = diffusion + self.lambda_ad * ad
+        return {"loss": loss, "diffusion_loss": diffusion.detach(), "ad_loss": ad.detach()}
+
+    def noised_latents(
+        self, batch: StepInputs, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x_t, target, t) per sample. Samples with the same `groups` value (the copies of one image, in
+        any order) share the VAE latent sample, the noise and the timestep: draws are made once per
+        group, in order of first appearance, and copied to every member."""
         device = batch.images.device
-        groups = batch.groups
-        first = torch.ones_like(groups, dtype=torch.bool)
-        first[1:] = groups[1:] != groups[:-1]  # replicas are contiguous (repeat_interleave)
+        groups = batch.groups.tolist()
+        draw_of = {g: k for k, g in enumerate(dict.fromkeys(groups))}  # group -> its draw, by first appearance
+        first = torch.tensor([groups.index(g) for g in draw_of], device=device)
+        member_of = torch.tensor([draw_of[g] for g in groups], device=device)  # sample -> its group's draw
         items = batch.images[first]
         with torch.no_grad():
             dist = self.vae.encode(items.to(self.vae.dtype)).latent_dist
@@ -88,34 +150,32 @@ class Trainee(nn.Module):
         num_t = self.noise_scheduler.config.num_train_timesteps
         noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
         timesteps = torch.randint(0, num_t, (latents.shape[0],), generator=generator).to(device)
-        counts = torch.unique_consecutive(groups, return_counts=True)[1]
-        latents, noise, timesteps = (x.repeat_interleave(counts, dim=0) for x in (latents, noise, timesteps))
+        latents, noise, timesteps = (x[member_of] for x in (latents, noise, timesteps))
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         if self.noise_scheduler.config.prediction_type == "v_prediction":
-            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
-        else:
-            target = noise
+            return noisy, self.noise_scheduler.get_velocity(latents, noise, timesteps), timesteps
+        return noisy, noise, timesteps
 
-        train_id = "identity_encoder" in TRAINABLE_PARTS[self.stage]
+    def identity_context(self, batch: StepInputs, generator: torch.Generator) -> torch.Tensor:
+        """The ID context per sample; with condition dropout some become the (live, trained) empty prompt."""
+        train_id = self.spec.trains_identity_encoder
         with torch.set_grad_enabled(train_id and torch.is_grad_enabled()):
             context = self.identity_encoder(batch.id_embeds)
+            if self.spec.condition_dropout and self.uncond_prob > 0:
+                drop = torch.rand(context.shape[0], generator=generator) < self.uncond_prob
+                if drop.any():
+                    uncond = self.identity_encoder.encode_empty_prompt(int(drop.sum()))
+                    context = context.clone()
+                    context[drop.to(context.device)] = uncond.to(context.dtype)
+        return context
+
+    def control_kwargs(self, batch: StepInputs) -> dict[str, torch.Tensor]:
+        """`cross_attention_kwargs` for the branches the stage switches on (eq. 1's a_LMK, a_EMO per sample)."""
         kwargs: dict[str, torch.Tensor] = {}
-        if self.stage in ("pretrain-lmk", "joint"):
+        if self.spec.branch_on(0):
             kwargs["lmk_tokens"] = self.landmark(batch.landmark_images)
             kwargs["lmk_scale"] = batch.switches[:, 0]
-        if self.stage in ("pretrain-emo", "joint"):
+        if self.spec.branch_on(1):
             kwargs["emo_tokens"] = self.emotion(batch.emotions)
             kwargs["emo_scale"] = batch.switches[:, 1]
-
-        use_ad = self.stage == "joint" and self.lambda_ad > 0
-        if use_ad:
-            with record_attention(self.unet) as recorded:
-                pred = self.unet(noisy, timesteps, encoder_hidden_states=context, cross_attention_kwargs=kwargs).sample
-                features = dict(recorded)
-            ad = attention_disentanglement_loss(features, batch.switches, groups, batch.face_masks)
-        else:
-            pred = self.unet(noisy, timesteps, encoder_hidden_states=context, cross_attention_kwargs=kwargs).sample
-            ad = pred.new_zeros((), dtype=torch.float32)
-        diffusion = F.mse_loss(pred.float(), target.float())
-        loss = diffusion + self.lambda_ad * ad
-        return {"loss": loss, "diffusion_loss": diffusion.detach(), "ad_loss": ad.detach()}
+        return kwargs

@@ -4,7 +4,8 @@
   `init_emotion` name model folders (e.g. the exports of the two pre-training runs) whose
   ``landmark/`` / ``emotion/`` replace the input model's.
 - :func:`export_model`: the input model folder with the checkpoint's trained parts written in, as a
-  complete model folder (`FaceCrafterPipeline.from_pretrained` and hence `balance` load it directly).
+  complete model folder (`FaceCrafterPipeline.from_pretrained` and hence `balance` load it directly),
+  including the frozen unconditional context of eq. 6 (``text_encoder/uncond_context.safetensors``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def export_model(cfg: StageConfig, checkpoint_dir: str | Path, out_dir: str | Pa
     not_restored = trained & set(result.missing_keys)
     if not_restored:
         raise FacegenError(f"checkpoint {checkpoint_dir} lacks trained parameters (e.g. {sorted(not_restored)[0]})")
+    trainee.prepare_export()  # eq. 6's unconditional context: captured now (base) or kept from the input
+    if trainee.spec.objective == "autoencoder":
+        calibrate_latent_scale(components, cfg)
     history = list(components.info.source.get("training", []))
     history.append(
         {
@@ -73,3 +77,22 @@ def export_model(cfg: StageConfig, checkpoint_dir: str | Path, out_dir: str | Pa
         update={"source": {**components.info.source, "training": history}}
     )
     return save_components(components, out_dir, overwrite=True)
+
+
+def calibrate_latent_scale(components: FaceCrafterComponents, cfg: StageConfig, num_images: int = 256) -> float:
+    """Set the VAE's `scaling_factor` to 1 / std of its latents on the training data (as SD does)."""
+    import numpy as np
+    import torch
+
+    from facegen.train.data import TarImages, load_labels
+
+    labels = load_labels(cfg.data)
+    images = TarImages(cfg.data)
+    keys = labels.frame["key"].tolist()[:num_images]
+    pixels = np.stack([np.asarray(images.read(k), dtype=np.float32) / 127.5 - 1.0 for k in keys])
+    with torch.no_grad():
+        x = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+        std = float(components.vae.encode(x).latent_dist.mean.std())
+    scale = 1.0 / max(std, 1e-6)
+    components.vae.register_to_config(scaling_factor=scale)
+    return scale

@@ -159,3 +159,26 @@ def test_extract_on_ray_matches_in_process(ray_local, extracted, photo_folder, m
     a = pq.read_table(out / "labels.parquet")
     b = pq.read_table(out_local / "labels.parquet")
     assert a.equals(b)
+
+
+def test_extract_writes_to_an_fsspec_url_like_a_folder(extracted, photo_folder, models_dir, capsys):
+    """`--out` takes the same fsspec URLs as `balance --out` (here memory://, in-process)."""
+    import uuid
+
+    from facegen.io import Location
+
+    _, out_local, _ = extracted
+    url = f"memory://facegen-extract-{uuid.uuid4().hex[:8]}/out"
+    assert _extract(photo_folder, url, models_dir, "--landmark-images") == 0, capsys.readouterr().err
+    assert f"{url}/rejects.parquet" in capsys.readouterr().out
+    root = Location(url)
+    try:
+        for name in ("labels.parquet", "rejects.parquet", "inputs.parquet"):
+            with root.open(name) as f:
+                assert pq.read_table(f).equals(pq.read_table(out_local / name)), name
+        tars = [n for n in root.list("shards") if n.endswith(".tar")]
+        assert tars == sorted(p.name for p in (out_local / "shards").glob("*.tar"))
+        for name in tars:
+            assert root.read_bytes(f"shards/{name}") == (out_local / "shards" / name).read_bytes()
+    finally:
+        root.remove_tree("")

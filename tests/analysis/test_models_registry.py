@@ -1,4 +1,4 @@
-"""Backend registry and `facegen models check`."""
+"""Backend registry and `facegen weights check` (old name: `facegen models check`, a hidden deprecated alias)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from facegen.errors import FacegenError
 
 
 def test_registry_names_and_errors():
-    assert backend_names("identity") == ["arcface", "dlib", "none"]
-    assert backend_names("emotion") == ["emonet", "hsemotion", "none"]
+    assert backend_names("identity") == ["arcface", "dlib", "synthface", "none"]
+    assert backend_names("emotion") == ["emonet", "hsemotion", "synthface", "none"]
+    assert backend_names("landmarks") == ["mediapipe", "synthface"]
     with pytest.raises(FacegenError, match="ambiguous"):
         get_backend("none")
     with pytest.raises(FacegenError, match="unknown emotion backend 'emonett'"):
@@ -26,9 +27,11 @@ def test_models_dir_resolution(monkeypatch, tmp_path):
     assert resolve_models_dir(None).name == "models"
 
 
-def test_models_check_table(models_dir, capsys):
-    assert main(["models", "check", "--models", str(models_dir)]) == 0
-    lines = capsys.readouterr().out.splitlines()
+def test_weights_check_table(models_dir, capsys):
+    assert main(["weights", "check", "--models", str(models_dir)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    lines = captured.out.splitlines()
     status = {}
     for line in lines[2:]:
         backend, _kind, state = line.split()[:3]
@@ -42,3 +45,24 @@ def test_models_check_table(models_dir, capsys):
     }
     emonet_line = next(line for line in lines if line.startswith("emonet"))
     assert "emonet_8.pth" in emonet_line and "valence" in emonet_line
+
+
+def test_models_is_a_hidden_deprecated_alias_of_weights(models_dir, capsys):
+    assert main(["weights", "check", "--models", str(models_dir)]) == 0
+    table = capsys.readouterr().out
+    assert main(["models", "check", "--models", str(models_dir)]) == 0
+    old = capsys.readouterr()
+    assert old.out == table  # same command, same output
+    notice = old.err.strip().splitlines()
+    assert len(notice) == 1 and "deprecated" in notice[0] and "facegen weights" in notice[0]
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert "weights" in listed and " models " not in listed  # `model` (folders) and `weights` only
+
+
+def test_missing_weights_error_names_the_new_verb(tmp_path):
+    from facegen.analysis.registry import backend_class
+
+    (arcface,) = backend_class("arcface", "identity").model_files()
+    with pytest.raises(FacegenError, match="`facegen weights check`"):
+        arcface.require(tmp_path)

@@ -138,3 +138,35 @@ def test_pair_similarities_split_same_and_impostor():
 def test_verify_rejects_a_folder_that_is_not_a_dataset(tmp_path, capsys):
     assert main(["verify", str(tmp_path), "--workers", "0"]) == 2
     assert "labels.parquet" in capsys.readouterr().err
+
+
+def test_verify_reads_and_writes_an_fsspec_url_like_a_folder(verified, models_dir, capsys):
+    """DATASET takes the same fsspec URLs as `balance --out` (memory://, in-process): same table, same report."""
+    import uuid
+
+    from facegen.io import Location
+
+    _, root, _ = verified
+    url = f"memory://facegen-verify-{uuid.uuid4().hex[:8]}/ds"
+    remote = Location(url)
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not rel.startswith("verify"):
+            remote.makedirs(rel.rpartition("/")[0])
+            with remote.open(rel, "wb") as f:
+                f.write(path.read_bytes())
+    try:
+        code = main(["verify", url, "--identity-backend", "dlib", "--emotion-backend", "hsemotion", "--models", str(models_dir), "--reject", "--workers", "0", "--no-progress"])
+        assert code == 0, capsys.readouterr().err
+        assert f"{url}/verify.parquet" in capsys.readouterr().out
+        import pandas as pd
+
+        with remote.open("verify.parquet") as f:
+            pd.testing.assert_frame_equal(pq.read_table(f).to_pandas(), pq.read_table(root / "verify.parquet").to_pandas())
+        ours = json.loads(remote.read_bytes("verify_report.json"))
+        local = json.loads((root / "verify_report.json").read_text())
+        ours.pop("seconds"), local.pop("seconds")
+        assert json.dumps(ours, sort_keys=True) == json.dumps(local, sort_keys=True)
+        assert [n for n in remote.list("verify/shards") if n.endswith(".tar")] == ["000000.tar", "000001.tar"]
+    finally:
+        remote.remove_tree("")

@@ -128,5 +128,6 @@ def test_conditions_feed_the_real_pipeline(planned, tiny_model_dir):
         num_inference_steps=2,
         guidance=GuidanceWeights(id=m.sampler.guidance.id, lmk=m.sampler.guidance.lmk, emo=m.sampler.guidance.emo),
         scheduler=m.sampler.scheduler,
+        output_type="np",
     )
-    assert result.images.shape[0] == 4 and result.images.dtype == np.uint8
+    assert result.images.shape == (4, 64, 64, 3) and result.images.dtype == np.float32

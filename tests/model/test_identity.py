@@ -20,7 +20,7 @@ def test_same_path_as_stock_clip_for_plain_tokens(tiny_pipe):
 
 def test_uncond_is_the_empty_prompt(tiny_pipe):
     enc = tiny_pipe.identity_encoder
-    tokenizer = tiny_pipe.components.tokenizer
+    tokenizer = tiny_pipe.tokenizer
     ids = tokenizer("", padding="max_length", max_length=77, return_tensors="pt").input_ids
     with torch.no_grad():
         stock = enc.text_encoder(input_ids=ids).last_hidden_state
@@ -31,7 +31,7 @@ def test_uncond_is_the_empty_prompt(tiny_pipe):
 
 def test_id_token_position_carries_the_embedding(tiny_pipe):
     enc = tiny_pipe.identity_encoder
-    tokenizer = tiny_pipe.components.tokenizer
+    tokenizer = tiny_pipe.tokenizer
     assert tokenizer.convert_ids_to_tokens(int(enc.prompt_ids[0, enc.id_position])) == "id</w>"
     ids = torch.nn.functional.normalize(torch.randn(2, 512, generator=torch.Generator().manual_seed(0)), dim=-1)
     with torch.no_grad():
@@ -44,7 +44,7 @@ def test_id_token_position_carries_the_embedding(tiny_pipe):
 
 
 def test_embedding_is_zero_padded_into_a_wider_text_model(tiny_pipe):
-    tokenizer: CLIPTokenizer = tiny_pipe.components.tokenizer
+    tokenizer: CLIPTokenizer = tiny_pipe.tokenizer
     vocab = tokenizer.get_vocab()
     config = CLIPTextConfig(
         vocab_size=len(vocab), hidden_size=544, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
@@ -70,7 +70,7 @@ def test_embedding_is_zero_padded_into_a_wider_text_model(tiny_pipe):
 def test_rejects_wrong_shapes_and_narrow_encoders(tiny_pipe):
     with pytest.raises(FacegenError, match="id_embeds"):
         tiny_pipe.identity_encoder(torch.randn(2, 128))
-    tokenizer = tiny_pipe.components.tokenizer
+    tokenizer = tiny_pipe.tokenizer
     narrow = CLIPTextModel(CLIPTextConfig(vocab_size=100, hidden_size=32, intermediate_size=32, num_hidden_layers=1,
                                           num_attention_heads=2))
     with pytest.raises(FacegenError, match="width"):

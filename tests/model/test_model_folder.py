@@ -11,25 +11,36 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import CLIPTokenizer
 
 from facegen.errors import FacegenError
 from facegen.model.loading import load_components, model_hash, read_model_info, save_components
 from facegen.model.pipeline import FaceCrafterPipeline
-from facegen.model.presets import assemble_arc2face_model, init_tiny_model
+from facegen.model.presets import SD15_SCHEDULER_CONFIG, assemble_arc2face_model, init_tiny_model, write_tiny_tokenizer
 
-LAYOUT = ("unet", "encoder", "vae", "tokenizer", "scheduler", "landmark", "emotion")
+LAYOUT = ("unet", "text_encoder", "vae", "tokenizer", "scheduler", "landmark", "emotion")
 
 
 def test_tiny_folder_layout_and_self_description(tiny_model_dir: Path):
-    info = json.loads((tiny_model_dir / "facegen.json").read_text())
-    assert info["format"] == "facegen-model" and info["format_version"] == 1
-    assert set(info["parts"]) == set(LAYOUT)
-    assert info["resolution"] == 64 and info["landmark_image_size"] == 64
+    marker = json.loads((tiny_model_dir / "facegen.json").read_text())
+    assert marker == {"format": "facegen-model", "format_version": 2}
+    index = json.loads((tiny_model_dir / "model_index.json").read_text())
+    assert index["_class_name"] == "FaceCrafterPipeline" and "_name_or_path" not in index
+    assert index["landmark"] == ["facegen.model.controls", "LandmarkControlModule"]
+    assert index["emotion"] == ["facegen.model.controls", "EmotionControlModule"]
+    assert index["resolution"] == 64 and index["landmark_image_size"] == 64 and index["model_name"] == "tiny"
+    assert (index["guidance_id"], index["guidance_lmk"], index["guidance_emo"]) == (2.5, 2.0, 2.0)
+    assert index["id_prompt"] == "photo of a id person" and index["num_inference_steps"] == 25
     for part in LAYOUT:
-        assert (tiny_model_dir / part).is_dir()
-    assert {p.name for p in (tiny_model_dir / "tokenizer").iterdir()} >= {"vocab.json", "merges.txt"}
-    vocab = json.loads((tiny_model_dir / "tokenizer" / "vocab.json").read_text())
-    assert {"photo</w>", "of</w>", "a</w>", "id</w>", "person</w>"} <= set(vocab)
+        assert (tiny_model_dir / part).is_dir() and part in index
+    info = read_model_info(tiny_model_dir)
+    assert info.format_version == 2 and info.parts["encoder"] == "text_encoder" and info.source["preset"] == "tiny"
+    assert {"photo</w>", "of</w>", "a</w>", "id</w>", "person</w>"} <= set(CLIPTokenizer.from_pretrained(tiny_model_dir / "tokenizer").get_vocab())
+    # the scheduler config is stored without its class defaults (so swapping schedulers after a reload
+    # gets each class's own defaults, as before saving)
+    scheduler = json.loads((tiny_model_dir / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "DPMSolverMultistepScheduler" and scheduler["algorithm_type"] == "dpmsolver++"
+    assert "timestep_spacing" not in scheduler and scheduler["steps_offset"] == 1
     # K/V live in the control-module files, not in the UNet file
     landmark = load_file(tiny_model_dir / "landmark" / "diffusion_pytorch_model.safetensors")
     assert sum(k.startswith("kv.") for k in landmark) == 4 * 2
@@ -55,22 +66,37 @@ def test_save_load_round_trip_gives_identical_outputs(tiny_pipe, tiny_model_dir:
     reloaded = FaceCrafterPipeline.from_pretrained(copy)
     cond = conditions(2, 64, seed=3)
     kwargs = dict(use_lmk=torch.tensor([True, False]), use_emo=torch.tensor([True, True]), seeds=[5, 6],
-                  num_inference_steps=3)
+                  num_inference_steps=3, output_type="np")
     assert np.array_equal(tiny_pipe(**cond, **kwargs).images, reloaded(**cond, **kwargs).images)
 
 
-def test_bad_model_folders_are_user_errors(tmp_path: Path, tiny_model_dir: Path):
+def test_bad_model_folders_are_user_errors(tmp_path: Path, tiny_model_dir: Path, legacy_model_dir: Path):
     with pytest.raises(FacegenError, match="facegen.json"):
         read_model_info(tmp_path)
+    with pytest.raises(FacegenError, match="does not exist"):
+        FaceCrafterPipeline.from_pretrained(tmp_path / "nope")
     broken = tmp_path / "broken"
-    shutil.copytree(tiny_model_dir, broken)
-    (broken / "facegen.json").write_text(json.dumps({"name": "x", "resolution": -1, "landmark_image_size": 64}))
+    shutil.copytree(legacy_model_dir, broken)
+    info = json.loads((broken / "facegen.json").read_text())
+    (broken / "facegen.json").write_text(json.dumps({**info, "resolution": -1}))
     with pytest.raises(FacegenError, match="resolution"):
         read_model_info(broken)
-    (broken / "facegen.json").write_text((tiny_model_dir / "facegen.json").read_text())
-    shutil.rmtree(broken / "emotion")
+    new = tmp_path / "new"
+    shutil.copytree(tiny_model_dir, new)
+    (new / "facegen.json").write_text(json.dumps({"format": "facegen-model", "format_version": 3}))
+    with pytest.raises(FacegenError, match="newer"):
+        read_model_info(new)
+    shutil.copyfile(tiny_model_dir / "facegen.json", new / "facegen.json")
+    index = json.loads((new / "model_index.json").read_text())
+    (new / "model_index.json").write_text(json.dumps({**index, "resolution": 0}))
+    with pytest.raises(FacegenError, match="resolution"):
+        read_model_info(new)
+    (new / "model_index.json").write_text(json.dumps(index))
+    shutil.rmtree(new / "emotion")
     with pytest.raises(FacegenError, match="emotion"):
-        read_model_info(broken)
+        read_model_info(new)
+    with pytest.raises(FacegenError, match="emotion"):
+        FaceCrafterPipeline.from_pretrained(new)
 
 
 # --- Arc2Face published layout ----------------------------------------------------------------
@@ -83,23 +109,26 @@ def write_published_layout(tiny_model_dir: Path, root: Path) -> tuple[Path, Path
     for name in ("config.json", "diffusion_pytorch_model.safetensors"):
         shutil.copyfile(tiny_model_dir / "unet" / name, arc2face / "arc2face" / name)
     (arc2face / "encoder").mkdir()
-    shutil.copyfile(tiny_model_dir / "encoder" / "config.json", arc2face / "encoder" / "config.json")
-    flat = load_file(tiny_model_dir / "encoder" / "model.safetensors")
+    shutil.copyfile(tiny_model_dir / "text_encoder" / "config.json", arc2face / "encoder" / "config.json")
+    flat = load_file(tiny_model_dir / "text_encoder" / "model.safetensors")
     state = {("text_model." + k.removeprefix("text_model.")): v for k, v in flat.items()}
     state["text_model.embeddings.position_ids"] = torch.arange(77)[None]
     torch.save(state, arc2face / "encoder" / "pytorch_model.bin")
-    (sd15 / "tokenizer").mkdir(parents=True)
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copyfile(tiny_model_dir / "tokenizer" / name, sd15 / "tokenizer" / name)
+    sd15.mkdir()
+    write_tiny_tokenizer(sd15 / "tokenizer")
     shutil.copytree(tiny_model_dir / "vae", sd15 / "vae")
-    shutil.copytree(tiny_model_dir / "scheduler", sd15 / "scheduler")
+    (sd15 / "scheduler").mkdir()
+    (sd15 / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD15_SCHEDULER_CONFIG))
     return arc2face, sd15
 
 
 def test_assemble_from_published_layout(tiny_pipe, tiny_model_dir: Path, tmp_path: Path, conditions):
     arc2face, sd15 = write_published_layout(tiny_model_dir, tmp_path)
     out = assemble_arc2face_model(arc2face, sd15, tmp_path / "model")
-    assert not list((out / "encoder").glob("*.bin")) and (out / "encoder" / "model.safetensors").is_file()
+    assert not list((out / "text_encoder").glob("*.bin")) and (out / "text_encoder" / "model.safetensors").is_file()
+    assert json.loads((out / "scheduler" / "scheduler_config.json").read_text()) == json.loads(
+        (tiny_model_dir / "scheduler" / "scheduler_config.json").read_text()
+    )
     comps = load_components(out)
     ids = conditions(2, 64)["id_embeds"]
     with torch.no_grad():
@@ -144,14 +173,13 @@ def test_encoder_bin_is_loaded_without_arbitrary_pickles(tiny_model_dir: Path, t
 def test_model_hash_follows_weights_not_provenance(tiny_model_dir: Path, tmp_path: Path):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model_dir, copy)
-    info = json.loads((copy / "facegen.json").read_text())
-    info["source"] = {"arc2face": "/somewhere/else"}
-    (copy / "facegen.json").write_text(json.dumps(info))
+    index = json.loads((copy / "model_index.json").read_text())
+    (copy / "model_index.json").write_text(json.dumps({**index, "provenance": {"arc2face": "/somewhere/else"}}))
     assert model_hash(copy) == model_hash(tiny_model_dir)
-    info["default_steps"] = 30
-    (copy / "facegen.json").write_text(json.dumps(info))
+    (copy / "model_index.json").write_text(json.dumps({**index, "num_inference_steps": 30}))
     assert model_hash(copy) != model_hash(tiny_model_dir)
-    (copy / "facegen.json").write_text((tiny_model_dir / "facegen.json").read_text())
+    (copy / "model_index.json").write_text((tiny_model_dir / "model_index.json").read_text())
+    assert model_hash(copy) == model_hash(tiny_model_dir)
     weights = copy / "emotion" / "diffusion_pytorch_model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1

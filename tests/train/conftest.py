@@ -27,7 +27,7 @@ def _blurred_face_image(rng: np.random.Generator, base: np.ndarray, size: int) -
     return np.clip(base + blur[:size, :size], 0, 255).astype(np.uint8)
 
 
-def make_extracted_data(out: Path, seed: int = 0) -> Path:
+def make_extracted_data(out: Path, seed: int = 0, image_size: int = IMAGE_SIZE) -> Path:
     """Write `out/shards/NNNNNN.{tar,parquet}` + `out/labels.parquet` exactly per EXTRACT_SCHEMA."""
     import webdataset as wds
     from PIL import Image
@@ -59,7 +59,7 @@ def make_extracted_data(out: Path, seed: int = 0) -> Path:
                 probs[emotion] = 1 - 0.02 * (len(EMOTION_NAMES) - 1)
                 emb = emb_base + rng.normal(0, 0.1, ID_EMBED_DIM)
                 emb /= np.linalg.norm(emb)
-                img = _blurred_face_image(rng, colour, IMAGE_SIZE)
+                img = _blurred_face_image(rng, colour, image_size)
                 label = {
                     "identity": f"person{ident}", "identity_index": ident, "yaw": yaw, "pitch": pitch,
                     "roll": roll, "emotion": emotion, "valence": [0.0, 0.7, -0.6][emotion],

@@ -19,8 +19,12 @@ from facegen.train.losses import (
 
 
 def reference_ad_loss(features, switches, groups, masks):
-    """Eq. 3 = sum over the five pairs of eq. 2, written as plain loops over layers, pairs and positions."""
+    """Eq. 3 = sum over the five pairs of eq. 2, written as plain loops over layers, pairs and positions.
+
+    Eq. 2 as printed: E_n [ sum over (i, j) in C_n^(a,b) of the masked ReLU(cos) ] (positions: masked
+    mean); several items in one batch: the mean of the per-item values."""
     height, width = masks.shape[-2:]
+    num_items = len(set(groups.tolist()))
     total = 0.0
     for a, b in AD_PAIRS:
         per_layer = []
@@ -45,7 +49,7 @@ def reference_ad_loss(features, switches, groups, masks):
                         num = num + m * torch.clamp(cos, min=0.0)
                         den += m
                     pair_values.append(num / max(den, 1.0))
-            per_layer.append(sum(pair_values) / len(pair_values) if pair_values else 0.0)
+            per_layer.append(sum(pair_values) / num_items)  # eq. 2: a sum over the pairs
         total = total + sum(per_layer) / len(per_layer)
     return total
 
@@ -73,6 +77,31 @@ def test_ad_loss_matches_loop_reference():
         ref = reference_ad_loss(features, switches, groups, masks)
     assert ours.item() > 0
     assert ours.item() == pytest.approx(float(ref), rel=1e-5, abs=1e-6)
+
+
+def test_ad_loss_is_a_sum_over_pairs_as_eq2_writes():
+    """One item, 16 replicas (the paper's joint batch): L_AD is eq. 3's sum of eq. 2's sums over pairs,
+    written out by hand for identical all-ones masks and constant per-sample features."""
+    switches = torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]] * 4, dtype=torch.float32)
+    groups = torch.zeros(16, dtype=torch.long)
+    g = torch.Generator().manual_seed(5)
+    vecs = torch.randn(16, 6, generator=g)  # one feature vector per sample, the same at every position
+    features = {"a.attn2": vecs[:, None, :].expand(16, 4, 6).contiguous(), "b.attn2": vecs[:, None, :].repeat(1, 16, 1)}
+    masks = torch.ones(16, 8, 8)
+    relu_cos = F.relu(F.cosine_similarity(vecs[:, None], vecs[None, :], dim=-1))  # (16, 16)
+    expected = 0.0
+    for a, b in AD_PAIRS:  # eq. 3
+        for i in range(16):  # eq. 2: sum over (i, j) in C^(a,b)
+            for j in range(16):
+                if tuple(switches[i].int().tolist()) == a and tuple(switches[j].int().tolist()) == b:
+                    expected += float(relu_cos[i, j])
+    ours = attention_disentanglement_loss(features, switches, groups, masks)
+    assert ours.item() == pytest.approx(expected, rel=1e-5)  # the same at both layers -> E_n changes nothing
+    # each (a, b) pair has 4 x 4 sample pairs: a per-pair mean would be ~16x smaller
+    assert expected > 4 * sum(
+        float(relu_cos[[i for i in range(16) if tuple(switches[i].int().tolist()) == a]][:, [j for j in range(16) if tuple(switches[j].int().tolist()) == b]].mean())
+        for a, b in AD_PAIRS
+    )
 
 
 def test_ad_loss_mask_and_relu_shape_the_gradient():

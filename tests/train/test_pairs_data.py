@@ -45,16 +45,58 @@ def test_expression_distance_ignores_pose_but_sees_the_mouth(labels):
     assert d[0, 1] < 1e-4 < 0.05 < d[0, 2]
 
 
-def test_lmk_partners_same_identity_other_image_differing_pose_or_expression(labels):
+def test_lmk_partners_same_identity_other_image_differing_pose_and_expression(labels):
     cfg = PairingConfig()
     index = build_pair_index(labels, "pretrain-lmk", cfg)
-    assert index.fallbacks == 0
+    f, fallbacks = labels.frame, 0
     for t in range(len(labels)):
         cand = index.candidates(t)
         assert len(cand) > 0 and t not in cand
-        for p in cand:
-            assert labels.frame.identity[p] == labels.frame.identity[t]
-            assert _pose(labels, t, p) >= cfg.lmk_min_pose_deg or _expr(labels, t, p) >= cfg.lmk_min_expression
+        same = [q for q in range(len(labels)) if q != t and f.identity[q] == f.identity[t]]
+        pose_ok = {q for q in same if _pose(labels, t, q) >= cfg.lmk_min_pose_deg}
+        expr_ok = {q for q in same if _expr(labels, t, q) >= cfg.lmk_min_expression}
+        if pose_ok & expr_ok:
+            assert set(cand.tolist()) == pose_ok & expr_ok  # exactly the partners differing in both
+        else:  # documented fallback: those differing in one of the two
+            fallbacks += 1
+            assert set(cand.tolist()) == pose_ok | expr_ok
+    assert index.fallbacks == fallbacks < len(labels) // 2
+
+
+def _four_images(with_both: bool = True) -> Labels:
+    """One identity: A frontal neutral, B turned neutral, C frontal open mouth, D turned open mouth."""
+    from facegen.conditions.pose import rotate_landmarks
+    from facegen.conditions.template import neutral_template
+
+    t = neutral_template().astype(np.float64)
+    opened = t.copy()
+    opened[t[:, 1] > np.quantile(t[:, 1], 0.8), 1] += 0.06
+    rows = [("A", 0.0, t, 0), ("B", 25.0, t, 0), ("C", 0.0, opened, 1), ("D", 25.0, opened, 1)]
+    rows = rows if with_both else rows[:3]
+    frame = pd.DataFrame({
+        "key": [r[0] for r in rows], "identity": "p", "yaw": [r[1] for r in rows], "pitch": 0.0, "roll": 0.0,
+        "emotion": [r[3] for r in rows], "valence": 0.0, "arousal": 0.0,
+    })
+    landmarks = np.stack([rotate_landmarks(r[2], r[1], 0, 0) for r in rows]).astype(np.float32)
+    n = len(rows)
+    return Labels(frame, np.ones((n, 512), np.float32), landmarks, np.full((n, 8), 0.125, np.float32))
+
+
+def test_lmk_rule_needs_pose_and_expression_to_differ_with_documented_fallback():
+    """Section 3.2: the LMK partner has a different pose AND a different expression; when no image of the
+    identity has both, any image differing in one of them (drawn uniformly), counted as a fallback."""
+    cfg = PairingConfig()
+    both = build_pair_index(_four_images(), "pretrain-lmk", cfg)
+    # A's only valid partner is D (B differs only in pose, C only in expression); likewise B <-> C
+    assert [list(both.candidates(t)) for t in range(4)] == [[3], [2], [1], [0]]
+    assert both.fallbacks == 0
+    fallback = build_pair_index(_four_images(with_both=False), "pretrain-lmk", cfg)
+    assert sorted(fallback.candidates(0)) == [1, 2]  # B (pose only) and C (expression only)
+    assert list(fallback.candidates(1)) == [2] and list(fallback.candidates(2)) == [1]  # B <-> C is valid
+    assert fallback.fallbacks == 1
+    # nothing differs in either: the single most different other image
+    same = build_pair_index(_four_images(), "pretrain-lmk", PairingConfig(lmk_min_pose_deg=90, lmk_min_expression=9))
+    assert list(same.candidates(0)) == [3] and same.fallbacks == 4
 
 
 def test_emo_partners_other_expression_same_pose(labels):
@@ -115,7 +157,7 @@ def test_sample_builder_tensors(labels, extracted_dir):
     from facegen.conditions.masks import face_mask
 
     index = build_pair_index(labels, "joint", PairingConfig())
-    builder = SampleBuilder(labels, TarImages(extracted_dir), resolution=32, landmark_image_size=48)
+    builder = SampleBuilder(labels, TarImages(extracted_dir), resolution=32, landmark_image_size=48, resize=True)
     drawn, _ = PairStream(len(labels), index, 0).draw(0, 2)
     batch = builder.build(drawn)
     assert batch.images.shape == (2, 3, 32, 32) and -1 <= batch.images.min() and batch.images.max() <= 1

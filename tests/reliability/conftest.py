@@ -1,0 +1,132 @@
+"""Harness for fault-injection tests: run the real `facegen` CLI in a child process under a watchdog.
+
+`run_cli` measures the child's own peak RSS (os.wait4, not the cumulative RUSAGE_CHILDREN) and wall
+time, and kills it as soon as its RSS or run time exceeds the budget, so a regression (an alias bomb
+that expands, a 14 TiB allocation) fails the test in seconds instead of exhausting the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+_SCRIPT = Path(sys.executable).with_name("facegen")
+FACEGEN = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "facegen.cli.main"]
+
+BASE_MANIFEST = """\
+version: 1
+seed: 0
+model: tiny
+sampler: {scheduler: dpmpp, steps: 1, batch_size: 2}
+output: {samples_per_shard: 2, image_format: jpg}
+identities:
+  random: {count: 2, max_similarity: 0.3}
+images_per_identity: 1
+targets:
+  emotion: uniform
+  pose:
+    yaw: {uniform: [-30, 30], bins: 2}
+  expression: neutral
+  controls: id+lmk+emo
+"""
+
+
+@dataclass
+class CliRun:
+    code: int
+    out: str
+    err: str
+    seconds: float
+    max_rss_mib: float
+    killed: str | None  # why the watchdog killed it (None: it ended by itself)
+
+    @property
+    def err_lines(self) -> list[str]:
+        return self.err.strip().splitlines()
+
+    def assert_one_line_error(self, *needles: str, seconds: float = 5.0, rss_mib: float = 500.0) -> str:
+        """Exit 2 with exactly one `error:` line on stderr (containing `needles`), within budget."""
+        assert self.killed is None, f"watchdog: {self.killed}; stderr tail: {self.err[-2000:]}"
+        assert self.code == 2, f"exit {self.code}; stdout {self.out[-500:]!r}; stderr {self.err[-2000:]!r}"
+        assert len(self.err_lines) == 1, self.err[-3000:]
+        line = self.err_lines[0]
+        assert line.startswith("error: ") and "Traceback" not in self.err, line
+        assert ";" in line, f"the message does not say what to do: {line}"
+        for needle in needles:
+            assert needle in line, f"{needle!r} not in {line!r}"
+        assert self.seconds < seconds, f"took {self.seconds:.1f} s (budget {seconds} s)"
+        assert self.max_rss_mib < rss_mib, f"peak RSS {self.max_rss_mib:.0f} MiB (budget {rss_mib} MiB)"
+        return line
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def run_cli(args: list[str], workdir: Path, *, env: dict[str, str] | None = None, timeout: float = 60.0, rss_limit_mib: float = 1500.0) -> CliRun:
+    """Run `facegen ARGS` in `workdir`; the watchdog kills it past `timeout` s or `rss_limit_mib` MiB."""
+    full_env = {**os.environ, **(env or {})}
+    out_path, err_path = workdir / ".cli.stdout", workdir / ".cli.stderr"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        start = time.monotonic()
+        proc = subprocess.Popen([*FACEGEN, *args], stdout=out, stderr=err, cwd=workdir, env=full_env)
+        killed: list[str] = []
+        done = threading.Event()
+
+        def watchdog() -> None:
+            while not done.wait(0.05):
+                rss = _rss_mib(proc.pid)
+                elapsed = time.monotonic() - start
+                reason = (f"RSS {rss:.0f} MiB > {rss_limit_mib:.0f} MiB" if rss > rss_limit_mib
+                          else f"still running after {timeout:.0f} s" if elapsed > timeout else None)
+                if reason:
+                    killed.append(reason)
+                    proc.kill()
+                    return
+
+        thread = threading.Thread(target=watchdog, daemon=True)
+        thread.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            done.set()
+            thread.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - start
+    return CliRun(
+        code=proc.returncode,
+        out=out_path.read_text(errors="replace"),
+        err=err_path.read_text(errors="replace"),
+        seconds=seconds,
+        max_rss_mib=usage.ru_maxrss / 1024,  # KiB on Linux
+        killed=killed[0] if killed else None,
+    )
+
+
+@pytest.fixture
+def base_manifest() -> str:
+    """A valid, tiny manifest (2 random identities x 1 image, 1 step) to break in one place."""
+    return BASE_MANIFEST
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    """`cli(*args, env=..., timeout=..., rss_limit_mib=...)` -> CliRun, run inside tmp_path."""
+
+    def run(*args: str, **kwargs) -> CliRun:
+        return run_cli(list(args), tmp_path, **kwargs)
+
+    return run
