@@ -211,6 +211,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "synthface.md")
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--sweep-weights", default="0,1,2,3,4", help="comma-separated wLMK / wEMO values")
+    parser.add_argument("--reuse", action="store_true", help="keep rows already in the results .json (resume a study)")
     args = parser.parse_args()
     runs = args.runs.resolve()
     work = runs / "study"
@@ -223,9 +225,17 @@ def main() -> None:
         "pre-trained LMK+EMO": compose_pretrained(runs, work / "pretrained_lmk_emo"),
         "joint": runs / "joint" / "model",
     }
-    results: dict = {"settings": {"samples": args.samples, "steps": args.steps, "identities": 100}, "table1": {},
+    results: dict = {"settings": {"samples": args.samples, "sweep_samples": args.sweep_samples, "steps": args.steps,
+                                  "identities": 100}, "table1": {},
                      "diversity": {}, "sweep": {}}
+    previous = {}
+    if args.reuse and args.out.with_suffix(".json").is_file():
+        previous = json.loads(args.out.with_suffix(".json").read_text())
+        for key in ("table1", "diversity", "sweep"):
+            results[key].update(previous.get(key, {}))
     for label, model in models.items():
+        if label in results["table1"]:
+            continue
         if not (model / "facegen.json").is_file():
             print(f"skip {label}: {model} missing")
             continue
@@ -233,23 +243,28 @@ def main() -> None:
         run = generate_and_verify(model, work, f"t1_{slug}", identities, bank, samples=args.samples, steps=args.steps,
                                   controls=all_controls)
         results["table1"][label] = row_metrics(run, bank_truth)
+        _save(args.out, results)
         print(label, json.dumps({k: v for k, v in results["table1"][label].items() if k != "per_control"}), flush=True)
     for label, model in (("joint (with AD loss)", runs / "joint" / "model"),
                          ("joint without AD loss", runs / "joint_noad" / "model")):
-        if (model / "facegen.json").is_file():
+        if (model / "facegen.json").is_file() and label not in results["diversity"]:
             slug = "div_ad" if "with" in label else "div_noad"
             run = generate_and_verify(model, work, slug, identities, bank, samples=args.samples, steps=args.steps,
                                       controls="id")
             results["diversity"][label] = diversity(run)
+            _save(args.out, results)
             print(label, results["diversity"][label], flush=True)
     if not args.skip_sweep and (runs / "joint" / "model" / "facegen.json").is_file():
         for branch in ("lmk", "emo"):
-            for w in (0.0, 1.0, 2.0, 3.0, 4.0):
+            for w in (float(x) for x in args.sweep_weights.split(",")):
+                if f"w{branch.upper()}={w:g}" in results["sweep"]:
+                    continue
                 g = (2.5, w, 2.0) if branch == "lmk" else (2.5, 2.0, w)
                 run = generate_and_verify(runs / "joint" / "model", work, f"sweep_{branch}_{w:g}", identities, bank,
                                           samples=args.sweep_samples, steps=args.steps, controls=f"id+{branch}", guidance=g)
                 r = row_metrics(run, bank_truth)
                 results["sweep"][f"w{branch.upper()}={w:g}"] = r
+                _save(args.out, results)
                 print(branch, w, r["yaw_rmse"], r["emotion_accuracy"], r["identity_rank1"], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
@@ -257,8 +272,18 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
+def _save(out: Path, results: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
+
+
 def _f(x, digits=1) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def _p(x) -> str:
+    """A fraction as a percentage (or n/a)."""
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{100 * x:.1f}%"
 
 
 def render_markdown(results: dict, runs: Path) -> str:
@@ -280,12 +305,12 @@ def render_markdown(results: dict, runs: Path) -> str:
     for label, r in results["table1"].items():
         lines.append(
             f"| {label} | {_f(r['yaw_rmse'])} | {_f(r['pitch_rmse'])} | {_f(r['roll_rmse'])} | {_f(r['expression_rmse'], 3)} | "
-            f"{_f(100 * r['emotion_accuracy'])}% | {_f(100 * r['emotion_accuracy_emo_off'])}% | {_f(r['valence_rmse'], 3)} | "
-            f"{_f(r['arousal_rmse'], 3)} | {_f(r['identity_similarity'], 3)} | {_f(100 * r['identity_rank1'])}% |"
+            f"{_p(r['emotion_accuracy'])} | {_p(r['emotion_accuracy_emo_off'])} | {_f(r['valence_rmse'], 3)} | "
+            f"{_f(r['arousal_rmse'], 3)} | {_f(r['identity_similarity'], 3)} | {_p(r['identity_rank1'])} |"
         )
     lines += ["", "Per control set (yaw RMSE in degrees / emotion accuracy / identity rank-1):", ""]
     for label, r in results["table1"].items():
-        parts = [f"{c}: {_f(v['yaw_rmse'])} / {_f(100 * v['emotion_accuracy'])}% / {_f(100 * v['identity_rank1'])}%"
+        parts = [f"{c}: {_f(v['yaw_rmse'])} / {_p(v['emotion_accuracy'])} / {_p(v['identity_rank1'])}"
                  for c, v in r["per_control"].items()]
         lines.append(f"- {label}: " + "; ".join(parts))
     lines += ["", "## Tables 2/3 analog: identity-only diversity (controls `id`)", ""]
@@ -294,15 +319,16 @@ def render_markdown(results: dict, runs: Path) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for label, r in results["diversity"].items():
             lines.append(f"| {label} | {_f(r['yaw_std'])} | {_f(r['pitch_std'])} | {_f(r['roll_std'])} | {_f(r['expression_std'], 3)} | "
-                         f"{r['emotion_classes_seen']} | {_f(r['within_identity_pixel_rmse'], 3)} | {_f(100 * r['identity_rank1'])}% |")
+                         f"{r['emotion_classes_seen']} | {_f(r['within_identity_pixel_rmse'], 3)} | {_p(r['identity_rank1'])} |")
     else:
         lines.append("not measured (no joint model)")
     lines += ["", "## Guidance sweep (joint model)", ""]
     if results["sweep"]:
-        lines += ["| setting | yaw RMSE | pitch RMSE | roll RMSE | emotion acc. | ID rank-1 |", "|---|---|---|---|---|---|"]
+        lines += [f"{s['sweep_samples']} images per setting; id+lmk rows for wLMK, id+emo rows for wEMO.", "",
+                  "| setting | yaw RMSE | pitch RMSE | roll RMSE | emotion acc. | ID rank-1 |", "|---|---|---|---|---|---|"]
         for label, r in results["sweep"].items():
             lines.append(f"| {label} | {_f(r['yaw_rmse'])} | {_f(r['pitch_rmse'])} | {_f(r['roll_rmse'])} | "
-                         f"{_f(100 * r['emotion_accuracy'])}% | {_f(100 * r['identity_rank1'])}% |")
+                         f"{_p(r['emotion_accuracy'])} | {_p(r['identity_rank1'])} |")
     else:
         lines.append("not measured")
     return "\n".join(lines) + "\n"

@@ -72,6 +72,22 @@ def signals_deferred() -> Iterator[list[int]]:
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
+class _DropAuthNotice:
+    """Drops Ray's start-up notice "Token authentication is enabled for this Ray cluster" (quiet runs: the
+    progress bar, or one `error:` line, is all a shard command prints); every other record passes."""
+
+    def filter(self, record: Any) -> bool:
+        return not str(record.getMessage()).startswith("Token authentication is enabled for this Ray cluster")
+
+
+def _quiet_ray_notices() -> None:
+    import logging
+
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropAuthNotice) for f in logger.filters):
+        logger.addFilter(_DropAuthNotice())
+
+
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     sys.exit(signum)
 
@@ -85,6 +101,8 @@ def connect_ray(address: str | None = None, *, num_cpus: int | None = None, quie
 
     if ray.is_initialized():
         return False
+    if quiet:
+        _quiet_ray_notices()
     with signals_deferred() as received:
         try:
             ray.init(**ray_init_kwargs(address, num_cpus=num_cpus, quiet=quiet))

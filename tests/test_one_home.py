@@ -24,19 +24,17 @@ def _files_matching(pattern: str) -> set[str]:
 
 RULES = {
     # Reading facegen's own shard tars: facegen/io/reader.py (inputs.py reads *foreign* WebDataset input tars).
-    # synthface/ is work in progress elsewhere (its estimator reads shard tars itself): pending.
     "tar reader": (
         r"tarfile\.open\(",
         {"facegen/io/reader.py", "facegen/io/shards.py", "facegen/analysis/inputs.py"},
-        {"facegen/synthface/"},
+        set(),
     ),
     # Atomic writes: Location.open_atomic (facegen/io/fs.py). Still to move by their owners (model folder
     # staging, manifest planning): listed, not hidden.
     "atomic writer": (
         r"os\.replace\(|\btmp\w*\.(replace|rename)\(",
         {"facegen/io/fs.py"},
-        # synthface/: a new copy in work in progress; facegen.io.write_parquet_atomic replaces it.
-        {"facegen/manifest/", "facegen/model/", "facegen/synthface/"},
+        {"facegen/manifest/", "facegen/model/"},
     ),
     # Ray connection policy: facegen/ray_session.py. train/run.py's ensure_ray predates it (the train CLI
     # already connects through the shared policy first, which makes ensure_ray a no-op there).

@@ -469,6 +469,8 @@ def format_report(report: dict[str, Any]) -> str:
 
     p, lm, idr = report["pose_rmse_deg"], report["landmark_nme"], report["identity"]
     lines = [
+        f"estimators: landmarks {report.get('landmark_backend', 'mediapipe')}, identity {report['identity_backend']}, "
+        f"emotion {report['emotion_backend']}",
         f"faces found: {report['faces_found']} / {report['samples']}",
         f"pose RMSE (deg, {p['rows']} rows with landmark control): yaw {f(p['yaw'])}  pitch {f(p['pitch'])}  roll {f(p['roll'])}",
         f"landmark NME: mean {f(lm.get('mean'))}  median {f(lm.get('p50'))}",

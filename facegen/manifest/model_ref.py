@@ -25,9 +25,9 @@ def resolve_model_dir(manifest: Manifest) -> Path:
     """The model folder: `synthface` ships inside the package; `tiny` is built on first use into the
     cache (atomically); else the given folder."""
     if manifest.model == SYNTHFACE_PRESET:
-        from facegen.synthface.ship import preset_dir
+        from facegen.model.presets import shipped_preset_dir
 
-        path = preset_dir()
+        path = shipped_preset_dir(SYNTHFACE_PRESET)
         if not (path / "facegen.json").is_file():
             raise manifest.error(
                 ("model",), f"the synthface preset is not in this installation ({path}); rebuild it with `make synthface-model`"

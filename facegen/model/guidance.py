@@ -88,9 +88,11 @@ class GuidanceIntervals:
 
     @classmethod
     def parse(cls, value: GuidanceIntervals | Mapping[str, Any] | None) -> GuidanceIntervals | None:
-        """None, an instance, or a mapping like the manifest's `sampler.guidance_intervals`."""
+        """None, an instance, a mapping like the manifest's `sampler.guidance_intervals`, or that section."""
         if value is None or isinstance(value, cls):
             return value
+        if hasattr(value, "model_dump"):  # the manifest's pydantic `sampler.guidance_intervals`
+            value = value.model_dump()
         if not isinstance(value, Mapping):
             raise FacegenError(f"must be a GuidanceIntervals, a mapping or None; got {type(value).__name__}", where="guidance_intervals")
         unknown = sorted(set(value) - {"unit", *BRANCHES})

@@ -180,15 +180,16 @@ def init_model_from_configs(
     resolution: int,
     landmark_size: int,
     seed: int = 0,
-    source: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
     scheduler_config: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a complete random-weight model folder from part configs (deterministic in `seed`)."""
+    """Write a complete random-weight model folder (current layout) from part configs; deterministic in `seed`."""
     out_dir = Path(out_dir)
     with staged_dir(out_dir, overwrite=overwrite) as tmp:
-        write_tiny_tokenizer(tmp / "tokenizer")
-        tokenizer = CLIPTokenizer.from_pretrained(tmp / "tokenizer")
+        write_tiny_tokenizer(tmp / ".tokenizer")
+        tokenizer = CLIPTokenizer.from_pretrained(tmp / ".tokenizer")
+        shutil.rmtree(tmp / ".tokenizer")
         vocab = tokenizer.get_vocab()
         clip_config = CLIPTextConfig(
             vocab_size=len(vocab),
@@ -207,68 +208,47 @@ def init_model_from_configs(
             landmark, emotion = build_control_modules(
                 cross_attention_layers(unet), landmark_size, landmark_config, emotion_config
             )
-        unet.save_pretrained(tmp / "unet", safe_serialization=True)
-        vae.save_pretrained(tmp / "vae", safe_serialization=True)
-        with quiet_transformers():
-            text_encoder.save_pretrained(tmp / "encoder", safe_serialization=True)
-        landmark.save_pretrained(tmp / "landmark", safe_serialization=True)
-        emotion.save_pretrained(tmp / "emotion", safe_serialization=True)
-        (tmp / "scheduler").mkdir()
-        (tmp / "scheduler" / "scheduler_config.json").write_text(
-            json.dumps(dict(scheduler_config or SD15_SCHEDULER_CONFIG), indent=2)
-        )
-        info = ModelInfo(
-            name=name,
-            resolution=resolution,
-            landmark_image_size=landmark_size,
-            default_steps=25,
-            source={"seed": seed, **(source or {})},
-        )
-        write_model_info(info, tmp)
-    return out_dir
-
-
-def init_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = False) -> Path:
-    """Write a complete tiny FaceCrafter model folder (real layout, random weights, deterministic)."""
-    out_dir = Path(out_dir)
-    with staged_dir(out_dir, overwrite=overwrite) as tmp:
-        write_tiny_tokenizer(tmp / ".tokenizer")
-        tokenizer = CLIPTokenizer.from_pretrained(tmp / ".tokenizer")
-        shutil.rmtree(tmp / ".tokenizer")
-        vocab = tokenizer.get_vocab()
-        text_config = CLIPTextConfig(
-            vocab_size=len(vocab),
-            bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=vocab["<|endoftext|>"],
-            pad_token_id=vocab["<|endoftext|>"],
-            **TINY_TEXT_CONFIG,
-        )
-        with seeded(seed):
-            unet = UNet2DConditionModel(**TINY_UNET_CONFIG)
-        with seeded(seed + 1):
-            vae = AutoencoderKL(**TINY_VAE_CONFIG)
-        with seeded(seed + 2):
-            text_encoder = CLIPTextModel(text_config)
-        with seeded(seed + 3):
-            landmark, emotion = build_control_modules(
-                cross_attention_layers(unet), TINY_LANDMARK_SIZE, TINY_LANDMARK_CONFIG, TINY_EMOTION_CONFIG
-            )
         pipe = FaceCrafterPipeline(
             unet=unet,
             vae=vae,
             text_encoder=text_encoder,
             tokenizer=tokenizer,
-            scheduler=sd15_sampler(SD15_SCHEDULER_CONFIG),
+            scheduler=sd15_sampler(scheduler_config or SD15_SCHEDULER_CONFIG),
             landmark=landmark,
             emotion=emotion,
-            resolution=TINY_RESOLUTION,
-            landmark_image_size=TINY_LANDMARK_SIZE,
+            resolution=resolution,
+            landmark_image_size=landmark_size,
             num_inference_steps=25,
-            model_name="tiny",
-            provenance={"preset": "tiny", "seed": seed, "note": "random weights; for tests and demos only"},
+            model_name=name,
+            provenance={"seed": seed, **(provenance or {})},
         )
         pipe.save_pretrained(tmp)
     return out_dir
+
+
+def init_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = False) -> Path:
+    """Write a complete tiny FaceCrafter model folder (real layout, random weights, deterministic)."""
+    return init_model_from_configs(
+        out_dir,
+        name="tiny",
+        unet_config=TINY_UNET_CONFIG,
+        vae_config=TINY_VAE_CONFIG,
+        text_config=TINY_TEXT_CONFIG,
+        landmark_config=TINY_LANDMARK_CONFIG,
+        emotion_config=TINY_EMOTION_CONFIG,
+        resolution=TINY_RESOLUTION,
+        landmark_size=TINY_LANDMARK_SIZE,
+        seed=seed,
+        provenance={"preset": "tiny", "note": "random weights; for tests and demos only"},
+        overwrite=overwrite,
+    )
+
+
+def shipped_preset_dir(name: str) -> Path:
+    """Where a preset shipped inside the package lives (`facegen/presets/<name>/`)."""
+    from importlib import resources
+
+    return Path(str(resources.files("facegen").joinpath("presets", name)))
 
 
 def sd15_sampler(scheduler_config: dict[str, Any]) -> Any:

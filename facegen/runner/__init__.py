@@ -34,11 +34,14 @@ Task + run (``facegen.runner.task``, ``facegen.runner.run``):
     extra_stats: dict = {})`` — `output_url` is a local path or fsspec URL (``s3://...``); `fingerprint`
     identifies the run (stats with another fingerprint are not trusted on resume); `extra_stats` is copied
     into every stats file (model/manifest hashes).
-    ``run_shards(units, task, distributor=None, *, total_rows=None, progress=True, description=...) -> RunSummary``
-    resumes (skips shards whose stats match), removes temporaries, shows a tqdm bar (img/s, ETA), and on
-    Ctrl-C kills in-flight work, removes temporaries, keeps finished shards, re-raises KeyboardInterrupt.
-    ``RunSummary``: ``done: dict[int, ShardStats]``, ``resumed: list[int]``, ``failed: dict[int, str]``,
-    ``retried: dict[int, int]``, ``seconds``, ``new_samples``, ``samples``, ``sample_failures``, ``ok``.
+    ``run_shards(units, task, distributor=None, *, total_rows=None, progress=True, description=...,
+    finished=None) -> RunSummary`` resumes (skips shards whose stats match AND whose tar + Parquet still hash
+    to them: ``verified_finished(root, fingerprint) -> (finished, damaged)`` deletes damaged shards so they
+    are redone), removes temporaries, shows a tqdm bar (img/s, ETA), and on Ctrl-C kills in-flight work,
+    removes temporaries, keeps finished shards, re-raises KeyboardInterrupt. A full / read-only disk in a
+    worker stops the run at once (no retries). ``RunSummary``: ``done: dict[int, ShardStats]``, ``resumed:
+    list[int]``, ``failed: dict[int, str]``, ``retried: dict[int, int]``, ``damaged: dict[int, str]``,
+    ``seconds``, ``new_samples``, ``samples``, ``sample_failures``, ``ok``.
 
 Distributors (``facegen.runner.distributors``):
     ``InProcessDistributor(max_attempts=2)`` — one worker in this process (debugging, ``memory://``).
@@ -54,6 +57,9 @@ Distributors (``facegen.runner.distributors``):
     (``facegen.ray_session``, the one connection policy, shared with training): joins `address`, else
     $RAY_ADDRESS, else starts a new private local Ray (True if it started one). Env ``FACEGEN_INJECT_ACTOR_CRASH=
     /path/marker``: the first actor to create the marker dies mid-shard (fault drills and tests).
+    An actor whose worker cannot be built (model missing on its node, ...) raises ``WorkerStartError``; the
+    driver turns it into one FacegenError with the real cause. ``facegen.runner.drills.pause_point(name)``
+    (env ``FACEGEN_DRILL_PAUSE=name:/marker``): the driver pauses at a named moment (tests deliver signals).
     ``facegen.runner.simulated.SimulatedWorker(seconds_per_shard, fail_keys, crash_shards, crash_dir,
     fail_shards)``: a model-free worker with injectable faults.
 
@@ -61,7 +67,11 @@ Balance (``facegen.runner.balance``; the generation worker is ``facegen.runner.g
     ``run_balance(BalanceConfig(manifest, out, distributor="ray"|"in-process", address=None, num_actors=None,
     gpus_per_actor=None, cpus_per_actor=None, max_attempts=3, overwrite=False, progress=True, device=None,
     dtype=None, reports=True)) -> BalanceResult(out, plan_rows, samples, sample_failures, failed_shards, run,
-    summary, complete)``. Label columns: ``facegen.labels.GENERATED_SCHEMA`` (PLAN_SCHEMA + how
+    summary, complete)``. Before anything is written: ``--out`` checked (not a file, no ``#``/``?``), the
+    model folder read in the driver, and the dataset's writer lock taken (``facegen.io.lock.WriterLock``:
+    one writer per DIR; flock locally, a renewed lease object on object stores). OSErrors of the machine
+    (read-only, full disk, permissions) become one-line FacegenErrors (``facegen.errors.environment_error``).
+    Finalize writes labels, failures, reports, then ``summary.json`` LAST, on every run. Label columns: ``facegen.labels.GENERATED_SCHEMA`` (PLAN_SCHEMA + how
     each image was made).
 
 Shard files (``facegen.io.shards``):

@@ -31,6 +31,7 @@ from facegen.io.lock import (
 )
 from facegen.io.shards import SHARDS_DIR, read_shard_stats
 from facegen.runner.distributors import Distributor, make_distributor
+from facegen.runner.drills import pause_point
 from facegen.runner.finalize import (
     FAILURES_NAME,
     LABELS_NAME,
@@ -213,17 +214,25 @@ def _check_model_folder(model_dir: Path) -> None:
     naming the file, not "actors died")."""
     from facegen.model.folder import read_model_info
 
-    read_model_info(model_dir)
+    try:
+        read_model_info(model_dir)
+    except FacegenError as exc:
+        if ";" in str(exc):
+            raise
+        raise FacegenError(f"{exc}; the model folder is incomplete: re-create it (`facegen model init`) or point "
+                           "--model / the manifest's `model:` at a complete one") from None
 
 
 def _run_locked(cfg: BalanceConfig, root: Location, manifest: Any, model_dir: Path, mhash: str, lock: Lock) -> BalanceResult:
     resumed = prepare_output(root, lock, cfg.overwrite)
     root.remove(SUMMARY_NAME)  # written again LAST by finalize: a summary always describes the latest run
+    pause_point("plan")
     plan_rows = ensure_plan(root, manifest)
     log.info("%s %s: %d planned samples", "resuming" if resumed else "starting", root.url, plan_rows)
     # Verify before starting Ray: damaged shards are deleted here and redone like unfinished ones.
     finished = verified_finished(root, lock.fingerprint)
 
+    pause_point("distribute")
     distributor, threads = make_distributor(
         cfg.num_actors,
         in_process=cfg.distributor == "in-process",
@@ -289,6 +298,7 @@ def finalize(root: Location, manifest: Any, lock: Lock, plan_rows: int, run: Run
     """labels.parquet, failures.parquet, the reports, then summary.json LAST (so a summary means the rest
     is there). Runs on every (re-)run, resumed ones included. A report that cannot be drawn is a warning
     recorded in the summary, never a crash of a dataset whose shards are complete."""
+    pause_point("finalize")
     labels = write_labels(root, run.done, GENERATED_SCHEMA)
     write_failures(root, run.done, run.failed)
     with root.open(PLAN_NAME, "rb") as f:

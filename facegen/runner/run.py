@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from facegen.io.fs import Location
 from facegen.io.shards import SHARDS_DIR, ShardStats, completed_shards, remove_shard, remove_temporaries
 from facegen.runner.distributors import Distributor, InProcessDistributor
+from facegen.runner.drills import pause_point
 from facegen.runner.task import ShardTask
 from facegen.runner.units import WorkUnit
 
@@ -68,8 +69,9 @@ def run_shards(
 
     Shards already finished by a run with the same fingerprint, whose files still hash to their stats,
     are skipped (resume); the others, damaged ones included, are redone from scratch (`finished`: the
-    result of :func:`verified_finished` when the caller already ran it). `units` may be a lazy iterable (pass `total_rows` for the progress bar), and
-    units of finished shards are dropped before they reach the distributor. Ctrl-C kills in-flight work,
+    result of :func:`verified_finished` when the caller already ran it). `units` may be a lazy
+    iterable (pass `total_rows` for the progress bar), and units of finished shards are dropped before
+    they reach the distributor. Ctrl-C kills in-flight work,
     removes temporaries, keeps finished shards and re-raises ``KeyboardInterrupt``.
     """
     started = time.perf_counter()
@@ -116,6 +118,7 @@ def run_shards(
                 log.error("shard %d failed after %d attempt(s): %s", outcome.shard, outcome.attempts, outcome.error)
             bar.update(outcome.num_rows)
             bar.set_postfix(shards=len(summary.done), failed=len(summary.failed), refresh=False)
+            pause_point("shard-done")
     except BaseException:
         distributor.close()
         remove_temporaries(root)

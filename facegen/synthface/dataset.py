@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from facegen.errors import FacegenError
+from facegen.io import write_parquet_atomic
 from facegen.io.samples import Sample, SampleFailure
 from facegen.labels import EMOTION_NAMES, EXTRACT_SCHEMA, NUM_EMOTIONS
 from facegen.synthface.params import (
@@ -228,7 +229,7 @@ def render_dataset(config: RenderConfig, distributor=None, *, progress: bool = T
         raise FacegenError("exists and is not a folder; choose another --out", where=str(out))
     plan = render_plan(config)
     out.mkdir(parents=True, exist_ok=True)
-    _write_parquet_atomic(plan, out / "inputs.parquet")
+    write_parquet_atomic(out / "inputs.parquet", plan)
     task = ShardTask(
         functools.partial(SynthfaceRenderWorker, config.size, config.jpeg_quality),
         str(out),
@@ -242,11 +243,7 @@ def render_dataset(config: RenderConfig, distributor=None, *, progress: bool = T
         shard, error = next(iter(summary.failed.items()))
         raise FacegenError(f"shard {shard} failed: {error}; re-run the same command to retry", where=str(out))
     tables = [pq.read_table(out / "shards" / f"{s:06d}.parquet", schema=SYNTHFACE_SCHEMA) for s in sorted(summary.done)]
-    _write_parquet_atomic(pa.concat_tables(tables), out / "labels.parquet")
+    write_parquet_atomic(out / "labels.parquet", pa.concat_tables(tables))
     return out
 
 
-def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)

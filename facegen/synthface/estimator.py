@@ -202,4 +202,4 @@ def estimator_loss(out: dict[str, torch.Tensor], t: Targets) -> tuple[torch.Tens
         "va": F.mse_loss(out["va"], t.va),
         "identity": F.mse_loss(out["identity"], t.identity),
     }
-    return sum(parts.values()), {k: float(v) for k, v in parts.items()}
+    return sum(parts.values()), {k: float(v.detach()) for k, v in parts.items()}

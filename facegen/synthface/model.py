@@ -67,6 +67,6 @@ def init_synthface_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool 
         resolution=SYNTHFACE_RESOLUTION,
         landmark_size=SYNTHFACE_LANDMARK_SIZE,
         seed=seed,
-        source={"preset": "synthface", "note": "untrained; build with `make synthface-model`"},
+        provenance={"preset": "synthface", "note": "untrained; build with `make synthface-model`"},
         overwrite=overwrite,
     )

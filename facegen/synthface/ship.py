@@ -9,7 +9,6 @@ seeds, source commit, metrics).
 from __future__ import annotations
 
 import subprocess
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,9 @@ MAX_PRESET_BYTES = 40 * 2**20
 
 def preset_dir() -> Path:
     """Where the shipped preset lives inside the installed package."""
-    return Path(str(resources.files("facegen").joinpath("presets", PRESET_NAME)))
+    from facegen.model.presets import shipped_preset_dir
+
+    return shipped_preset_dir(PRESET_NAME)
 
 
 def source_commit() -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import tarfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
+
+from facegen.io import Location, ShardReader, shard_tars
 
 from facegen.synthface.estimator import (
     INFO_FILE,
@@ -42,14 +43,10 @@ def load_rendered(data_dir: str | Path, limit: int | None = None) -> tuple[np.nd
         table = table.slice(0, limit)
     wanted = {k: i for i, k in enumerate(table.column("key").to_pylist())}
     images: list[np.ndarray | None] = [None] * len(wanted)
-    for shard in sorted((data_dir / "shards").glob("*.tar")):
-        with tarfile.open(shard) as tar:
-            for member in tar:
-                if member.name.endswith(".jpg"):
-                    key = member.name[:-4]
-                    if key in wanted:
-                        data = tar.extractfile(member).read()
-                        images[wanted[key]] = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    root = Location(str(data_dir))
+    for rel in shard_tars(root):
+        for key, files in ShardReader(root, rel).samples(keys=wanted, exts=("jpg",)):
+            images[wanted[key]] = np.asarray(Image.open(io.BytesIO(files["jpg"])).convert("RGB"))
     missing = [i for i, im in enumerate(images) if im is None]
     if missing:
         raise FileNotFoundError(f"{len(missing)} labelled images missing from {data_dir}/shards")
@@ -160,9 +157,8 @@ def train_estimator(
             log(f"step {step}/{steps} loss {float(loss):.4f} " + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
                 + f" ({rate:.2f} steps/s)")
         if step % checkpoint_every == 0 or step == steps:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
-            tmp.replace(ckpt)
+            with Location(str(out)).open_atomic(ckpt.name) as f:
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, f)
     model.eval()
     eval_images, eval_table = load_rendered(eval_dir)
     metrics = evaluate_estimator(EstimatorRunner(model), eval_images, eval_table)

@@ -1,4 +1,5 @@
-"""FaceCrafter training (paper section 3.2) as Ray Train jobs: pre-train LMK, pre-train EMO, joint.
+"""FaceCrafter training (paper section 3.2) as Ray Train jobs: pre-train LMK, pre-train EMO, joint
+(plus `vae` and `base` for a domain without pre-trained weights; the stage table is `stages`).
 
 Public API::
 
@@ -11,7 +12,8 @@ Public API::
 
 Rooms: `config` (typed stage configs), `pairs` (ID-image partner rules), `data` (labels + tar images ->
 sharded, resumable pair stream -> tensors), `losses` (mixed conditioning switches, AD loss eqs. 2-3),
-`trainee` (trainable parts per stage, eqs. 4-5), `loop` (Ray Train worker loop, metrics, checkpoints),
+`trainee` (trainable parts per stage, eqs. 4-5), `loop` (the one recipe every stage runs: set up, train
+step, checkpoint; in a Ray Train worker or in-process), `stages` (what differs between stages),
 `checkpoint` (checkpoint files), `weights` (init from pre-trained modules, export), `run` (driver).
 
 Outputs of a stage: ``<output>/metrics.{jsonl,csv}`` (one row per optimiser step, written by rank 0),

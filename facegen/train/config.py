@@ -244,7 +244,6 @@ def check_inputs(cfg: StageConfig) -> None:
 def check_resolution(cfg: StageConfig) -> None:
     """Fail early (one line) when the data's crop size is not the training resolution and `resolution` is unset."""
     from facegen.model.folder import read_model_info
-    from facegen.train.data import TarImages, crop_size, load_labels, training_resolution
+    from facegen.train.data import data_crop_size, training_resolution
 
-    key = load_labels(cfg.data).frame["key"].iloc[0]
-    training_resolution(cfg.resolution, read_model_info(cfg.model).resolution, crop_size(TarImages(cfg.data), key))
+    training_resolution(cfg.resolution, read_model_info(cfg.model).resolution, data_crop_size(cfg.data))

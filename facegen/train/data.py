@@ -191,6 +191,22 @@ def crop_size(images: TarImages, key: str) -> int:
     return width
 
 
+def data_crop_size(data_dir: str | Path) -> int:
+    """The crop size of an extract, from the first image of its first shard (cheap: one tar index)."""
+    root = Location(str(data_dir))
+    tars = shard_tars(root)
+    if not tars:
+        raise FacegenError(f"{Path(data_dir) / 'shards'} has no .tar shards; point 'data' at a `facegen extract` output")
+    reader = ShardReader(root, tars[0])
+    key = next((k for k, exts in reader.index().items() if "jpg" in exts), None)
+    if key is None:
+        raise FacegenError(f"shard {tars[0]} holds no .jpg images; re-run `facegen extract`")
+    width, height = Image.open(io.BytesIO(reader.read(key, "jpg"))).size
+    if width != height:
+        raise FacegenError(f"image {key}.jpg is {width}x{height}; training needs the square crops of `facegen extract`")
+    return width
+
+
 def training_resolution(configured: int | None, model_resolution: int, crop: int) -> tuple[int, bool]:
     """(image size to train at, whether crops are resized to it) — never a silent resize.
 

@@ -52,3 +52,32 @@ def test_no_intervals_keeps_the_old_manifest_dump(write_manifest, manifest_text)
     assert manifest.sampler.guidance_intervals is None
     assert "guidance_intervals" not in manifest.model_dump(mode="json")["sampler"]
     assert GenerationSettings.from_manifest(manifest).guidance_intervals is None
+
+
+def test_intervals_reach_the_sample_json_through_the_runner(tmp_path, tiny_model_dir):
+    """A manifest's intervals drive generation (in-process balance) and each sample's JSON records them."""
+    import json
+    import tarfile
+
+    from facegen.runner.balance import BalanceConfig, run_balance
+
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "version: 1\n"
+        f"model: {tiny_model_dir}\n"
+        "sampler: {steps: 2, batch_size: 4, guidance_intervals: {lmk: [0.0, 0.5], emo: [0.5, 1.0]}}\n"
+        "output: {samples_per_shard: 4, image_format: png}\n"
+        "identities: {random: {count: 2}}\n"
+        "images_per_identity: 2\n"
+        "targets: {controls: id+lmk+emo}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "ds"
+    result = run_balance(BalanceConfig(manifest=manifest, out=str(out), distributor="in-process", progress=False, reports=False))
+    assert result.complete, result.summary
+    metas = []
+    for tar_path in sorted((out / "shards").glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            metas += [json.loads(tar.extractfile(m).read()) for m in tar.getmembers() if m.name.endswith(".json")]
+    assert len(metas) == 4
+    assert all(m["guidance_intervals"] == {"unit": "fraction", "id": None, "lmk": [0.0, 0.5], "emo": [0.5, 1.0]} for m in metas)

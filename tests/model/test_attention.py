@@ -128,3 +128,70 @@ def test_bad_scale_shape_is_a_user_error(tiny_pipe, conditions):
     latents, context, lmk, emo = _unet_inputs(tiny_pipe, conditions, batch=2)
     with pytest.raises(FacegenError, match="lmk_scale"):
         _forward(tiny_pipe.unet, latents, context, lmk, emo, torch.ones(3), torch.zeros(2))
+
+
+def _reference_eq1(attn, x, context, branches):
+    """Eq. 1 written out: softmax(Q K^T / sqrt(d)) V per head for ID + sum of a * the same with each branch's
+    own K/V, then the layer's output projection. float64, no diffusers code path."""
+    heads = attn.heads
+    lin = lambda t, layer: t.double() @ layer.weight.double().T + (0 if layer.bias is None else layer.bias.double())  # noqa: E731
+
+    def attention(q, k, v):
+        b, lq, inner = q.shape
+        d = inner // heads
+        q, k, v = (t.reshape(b, -1, heads, d).transpose(1, 2) for t in (q, k, v))
+        weights = torch.softmax(q @ k.transpose(-1, -2) / d**0.5, dim=-1)
+        return (weights @ v).transpose(1, 2).reshape(b, lq, inner)
+
+    q = lin(x, attn.to_q)
+    out = attention(q, lin(context, attn.to_k), lin(context, attn.to_v))
+    for tokens, scale, kv in branches:
+        out = out + scale.double()[:, None, None] * attention(q, lin(tokens, kv.to_k), lin(tokens, kv.to_v))
+    return lin(out, attn.to_out[0])
+
+
+def _layer_inputs(tiny_pipe, conditions, batch, seed):
+    latents, context, lmk, emo = _unet_inputs(tiny_pipe, conditions, batch=batch, seed=seed)
+    layer = cross_attention_layers(tiny_pipe.unet)[0]
+    attn = tiny_pipe.unet.get_submodule(layer.name)
+    x = torch.randn(batch, 16, attn.to_q.in_features, generator=torch.Generator().manual_seed(seed))
+    return layer.name, attn, x, context, lmk, emo
+
+
+def test_eq1_matches_a_handwritten_softmax_reference(tiny_pipe, conditions):
+    name, attn, x, context, lmk, emo = _layer_inputs(tiny_pipe, conditions, batch=4, seed=4)
+    processor = FaceCrafterAttnProcessor(name, tiny_pipe.landmark, tiny_pipe.emotion)
+    a_lmk, a_emo = torch.tensor([0.0, 1.0, 0.0, 0.5]), torch.tensor([0.0, 0.0, 1.0, 1.0])
+    with torch.no_grad():
+        ours = processor(attn, x, context, lmk_tokens=lmk, emo_tokens=emo, lmk_scale=a_lmk, emo_scale=a_emo)
+        ref = _reference_eq1(attn, x, context, [
+            (lmk, a_lmk, tiny_pipe.landmark.kv_for(name)), (emo, a_emo, tiny_pipe.emotion.kv_for(name)),
+        ])
+    assert torch.allclose(ours.double(), ref, atol=2e-5, rtol=0)
+    # the reference is not trivially satisfied: dropping a branch moves the switched rows
+    ref_id_only = _reference_eq1(attn, x, context, [])
+    assert (ref - ref_id_only)[1:].abs().flatten(1).max(1).values.min() > 1e-4
+
+
+def test_zero_rows_of_a_mixed_batch_are_bit_identical_to_stock_attention(tiny_pipe, conditions):
+    """a = 0 rows inside a batch whose other rows switch branches on: exactly stock `AttnProcessor2_0` on
+    the same batch, at one layer and through the whole UNet."""
+    name, attn, x, context, lmk, emo = _layer_inputs(tiny_pipe, conditions, batch=4, seed=5)
+    a_lmk, a_emo = torch.tensor([0.0, 1.0, 0.0, 1.0]), torch.tensor([0.0, 0.0, 0.0, 1.0])
+    zero = (a_lmk == 0) & (a_emo == 0)
+    processor = FaceCrafterAttnProcessor(name, tiny_pipe.landmark, tiny_pipe.emotion)
+    with torch.no_grad():
+        ours = processor(attn, x, context, lmk_tokens=lmk, emo_tokens=emo, lmk_scale=a_lmk, emo_scale=a_emo)
+        stock = AttnProcessor2_0()(attn, x, context)
+    assert torch.equal(ours[zero], stock[zero]) and not torch.equal(ours[~zero], stock[~zero])
+
+    unet = tiny_pipe.unet
+    latents, context, lmk, emo = _unet_inputs(tiny_pipe, conditions, batch=4, seed=5)
+    mixed = _forward(unet, latents, context, lmk, emo, a_lmk, a_emo)
+    unet.set_attn_processor(AttnProcessor2_0())
+    try:
+        with torch.no_grad():
+            stock = unet(latents, 500, encoder_hidden_states=context).sample
+    finally:
+        install_facecrafter_attention(unet, tiny_pipe.landmark, tiny_pipe.emotion)
+    assert torch.equal(mixed[zero], stock[zero])

@@ -130,3 +130,60 @@ def cli(tmp_path: Path):
         return run_cli(list(args), tmp_path, **kwargs)
 
     return run
+
+
+# -- datasets for the output-side faults (issue 12 items 1, 2, 5, 6, 7) ------------------------------------
+#: BASE_MANIFEST as 2 shards of 1 image at 32 px: the smallest dataset where "exactly that shard" means something.
+TWO_SHARDS = BASE_MANIFEST.replace("samples_per_shard: 2,", "samples_per_shard: 1,").replace(
+    "batch_size: 2}", "batch_size: 2, image_size: 32}"
+)
+
+
+def write_two_shard_manifest(folder: Path, name: str = "m.yaml", **replace: str) -> Path:
+    text = TWO_SHARDS
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def balance_in_process(manifest: Path, out: Path, **options):
+    """The library call behind `facegen balance --in-process` (no child process: no import overhead)."""
+    from facegen.runner.balance import BalanceConfig, run_balance
+
+    return run_balance(BalanceConfig(manifest=manifest, out=str(out), distributor="in-process", progress=False, **options))
+
+
+def shard_bytes(out: Path) -> dict[str, bytes]:
+    """Every tar / parquet / stats file under out/shards, by name (stats without their timing fields)."""
+    import json
+
+    files = {}
+    for path in sorted((out / "shards").iterdir()):
+        data = path.read_bytes()
+        if path.name.endswith("_stats.json"):
+            stats = json.loads(data)
+            for volatile in ("seconds", "finished_at", "pid", "host"):
+                stats.pop(volatile, None)
+            data = json.dumps(stats, sort_keys=True).encode()
+        files[path.name] = data
+    return files
+
+
+@pytest.fixture(scope="session")
+def reference_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TWO_SHARDS generated once, uninterrupted (in-process): what every damaged / stopped run must end as."""
+    folder = tmp_path_factory.mktemp("reference")
+    out = folder / "ds"
+    result = balance_in_process(write_two_shard_manifest(folder), out)
+    assert result.complete, result.summary
+    return out
+
+
+def copy_dataset(reference: Path, dest: Path) -> Path:
+    """A copy of the reference dataset and its manifest (same manifest_source name, so it resumes)."""
+    import shutil
+
+    shutil.copytree(reference, dest)
+    return dest

@@ -17,7 +17,7 @@ BASE = {"data": "d", "model": "m", "output": "o", "steps": 10, "batch_size": 4}
 def test_shipped_configs_validate(stage, file):
     cfg = load_stage_config(REPO / "training" / file, stage)
     assert cfg.stage == stage
-    assert cfg.batch_size == 16 and cfg.mixed_precision == "bf16"
+    assert cfg.effective_batch == 16 and cfg.mixed_precision == "bf16"  # the paper's batch size
     assert Path(cfg.data).is_absolute() and Path(cfg.storage_path).is_absolute()
     if stage == "joint":
         assert cfg.lambda_ad == pytest.approx(5e-4)

@@ -182,6 +182,7 @@ def _run(stage, data, model, out, session, **extra):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage,extra", [("joint", {"mixed": {"replicas": 2}, "grad_accum": 2}), ("base", {"uncond_prob": 0.5})])
 def test_resume_reproduces_an_uninterrupted_run(tiny_model_dir, extracted_dir, tmp_path, stage, extra):
     from facegen.train.loop import LocalSession
@@ -212,7 +213,7 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_model_dir, extracted_dir, t
 # ---- (h) the shipped configs state their effective batch, and "paper: 16" is true where it is said
 
 
-CONFIGS = sorted((REPO / "training").glob("*.yaml"))
+CONFIGS = sorted((REPO / "training").glob("**/*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
