@@ -213,7 +213,20 @@ def main() -> None:
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--sweep-weights", default="0,1,2,3,4", help="comma-separated wLMK / wEMO values")
     parser.add_argument("--reuse", action="store_true", help="keep rows already in the results .json (resume a study)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
+    parser.add_argument("--note", default="", help="a paragraph printed under the title (e.g. the models' training state)")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the existing .json")
     args = parser.parse_args()
+    if args.render_only:
+        results = json.loads(args.out.with_suffix(".json").read_text())
+        results["settings"]["note"] = args.note or results["settings"].get("note", "")
+        _save(args.out, results)
+        args.out.write_text(render_markdown(results, args.runs))
+        print(f"wrote {args.out}")
+        return
+    import torch
+
+    torch.set_num_threads(args.threads)
     runs = args.runs.resolve()
     work = runs / "study"
     work.mkdir(parents=True, exist_ok=True)
@@ -297,6 +310,7 @@ def render_markdown(results: dict, runs: Path) -> str:
         "pitch U(-30, 30), roll U(-25, 25), 8 emotions uniform, landmark expressions from held-out exemplars of",
         "the target class. Chance emotion accuracy is 12.5%; identity rank-1 is among the 100 held-out identities.",
         "",
+        *([s["note"], ""] if s.get("note") else []),
         "## Table 1 analog: control accuracy",
         "",
         "| model | yaw RMSE | pitch RMSE | roll RMSE | expr. RMSE | emotion acc. (emo on) | emotion acc. (emo off) | V RMSE | A RMSE | ID sim. | ID rank-1 |",

@@ -78,7 +78,8 @@ MEASURED_SCHEMA = pa.schema(
 class VerifyConfig:
     dataset: str  # a local folder or an fsspec URL (``s3://bucket/ds``), like `balance --out`
     identity_backend: str = "auto"
-    emotion_backend: str = "none"
+    #: "auto": synthface for synthface datasets, else the first of emonet / hsemotion whose weights exist, else none
+    emotion_backend: str = "auto"
     #: "auto": ``synthface`` for datasets made by a synthface model (then identity / emotion "auto"
     #: also mean synthface), else ``mediapipe``.
     landmark_backend: str = "auto"

@@ -168,8 +168,6 @@ def embed_identity_folder(folder: Path, manifest: Manifest | None = None) -> tup
     """ArcFace embeddings of a folder of ID photos: one identity per subfolder (photos averaged) or,
     for photos directly in `folder`, one identity per photo. Needs the `mediapipe` landmark backend
     and ArcFace ONNX weights (`facegen weights check`)."""
-    from PIL import Image
-
 
     def fail(problem: str) -> FacegenError:
         if manifest is not None:
@@ -178,6 +176,7 @@ def embed_identity_folder(folder: Path, manifest: Manifest | None = None) -> tup
 
     try:
         from facegen.analysis import get_backend
+        from facegen.analysis.id_photos import read_id_photo
 
         arcface = get_backend("arcface", kind="identity")  # first: missing weights fail fast
         finder = get_backend("mediapipe", kind="landmarks")
@@ -193,7 +192,7 @@ def embed_identity_folder(folder: Path, manifest: Manifest | None = None) -> tup
     for name, paths in groups.items():
         vectors = []
         for path in paths:
-            image = np.asarray(Image.open(path).convert("RGB"))
+            image = read_id_photo(path)  # 16-bit / grayscale scaled, unreadable files named in one line
             face = finder.detect(image)
             vec = arcface.embed(image, face) if face is not None else None
             if vec is not None:

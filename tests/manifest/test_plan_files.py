@@ -130,7 +130,7 @@ def test_bank_missing_a_needed_class_fails_cleanly(bank_path: Path, tmp_path: Pa
     small = tmp_path / "nocontempt.parquet"
     write_exemplar_bank(small, landmarks=bank.landmarks[keep], emotion=bank.emotion[keep], valence=bank.valence[keep],
                         arousal=bank.arousal[keep], emotion_probs=bank.emotion_probs[keep])
-    text = (REPO / "manifests" / "demo.yaml").read_text().replace("expression: neutral", f"expression: {{exemplars: {small}}}")
+    text = (REPO / "manifests" / "tiny.yaml").read_text().replace("expression: neutral", f"expression: {{exemplars: {small}}}")
     man = tmp_path / "m.yaml"
     man.write_text(text)
     out = tmp_path / "out"
@@ -146,7 +146,7 @@ def test_failed_replan_keeps_previous_plan(tmp_path: Path, capsys):
     good = write_plan(_manifest(), tmp_path)
     before = _digest(good.plan_path)
     bad = tmp_path / "bad.yaml"
-    bad.write_text((REPO / "manifests" / "demo.yaml").read_text().replace("count: 4", "count: 4000").replace("max_similarity: 0.3", "max_similarity: 0.01"))
+    bad.write_text((REPO / "manifests" / "tiny.yaml").read_text().replace("count: 4", "count: 4000").replace("max_similarity: 0.3", "max_similarity: 0.01"))
     assert main(["plan", "--manifest", str(bad), "--out", str(tmp_path)]) == 2
     assert _digest(good.plan_path) == before
 
@@ -159,6 +159,6 @@ def test_cli_plan_demo_writes_table_and_png(tmp_path: Path, capsys):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "affect.yaml", "topup.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "tiny.yaml", "affect.yaml", "topup.yaml"])
 def test_shipped_manifests_validate(name: str, capsys):
     assert main(["manifest", "validate", str(REPO / "manifests" / name)]) == 0

@@ -53,7 +53,7 @@ def _assert_matches_plan(out: Path) -> None:
 @pytest.fixture(scope="module")
 def demo_dataset(ray_local, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "ds"
-    result = run_balance(BalanceConfig(manifest=REPO / "manifests" / "demo.yaml", out=str(out), progress=False))
+    result = run_balance(BalanceConfig(manifest=REPO / "manifests" / "tiny.yaml", out=str(out), progress=False))
     assert result.complete, result.summary
     return out
 

@@ -48,6 +48,11 @@ def generated(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 10 acceptance not met yet: the shipped preset trained for only ~2.3k CPU steps in total "
+    "(see benchmarks/results/synthface.md); strict, so this starts failing the day it passes",
+)
 def test_preset_follows_target_yaw_and_emotion(generated):
     out, result = generated
     table = pq.read_table(result.table_path)
