@@ -154,7 +154,10 @@ def test_failed_replan_keeps_previous_plan(tmp_path: Path, capsys):
 def test_cli_plan_demo_writes_table_and_png(tmp_path: Path, capsys):
     assert main(["plan", "--manifest", str(REPO / "manifests" / "demo.yaml"), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "target" in out and "planned" in out and "16 rows, 2 shards" in out
+    assert "target" in out and "planned" in out and "64 rows, 2 shards" in out
+    # one image per emotion class per identity: the demo's preview shows one row per class
+    plan = pq.read_table(tmp_path / "plan.parquet")
+    assert sorted(np.bincount(plan.column("emotion").to_numpy(), minlength=8)) == [8] * 8
     png = (tmp_path / "plan.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
