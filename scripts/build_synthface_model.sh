@@ -17,5 +17,5 @@ $FACEGEN train pretrain-emo --config training/synthface/pretrain_emo.yaml
 $FACEGEN train joint --config training/synthface/joint.yaml
 # the measuring instrument: the proxy estimator, evaluated on held-out identities
 $FACEGEN synthface render --heldout --n 2000 --identities 100 --seed 1 --images-per-shard 1000 --workers 0 --out "$R/data/heldout"
-$FACEGEN synthface train-estimator --train "$R/data/train" --heldout "$R/data/heldout" --out "$R/estimator" --steps 3000 --ship
+$FACEGEN synthface train-estimator --train "$R/data/train" --heldout "$R/data/heldout" --out "$R/estimator" --steps 6500 --ship
 $FACEGEN synthface ship --model "$R/joint/model" --configs training/synthface

@@ -37,6 +37,10 @@ from facegen.synthface.params import identity_embedding
 def load_rendered(data_dir: str | Path, limit: int | None = None) -> tuple[np.ndarray, "pq.Table"]:
     """All images (N, H, W, 3) uint8 and labels of a synthface render folder, in key order."""
     data_dir = Path(data_dir)
+    if not (data_dir / "labels.parquet").is_file():
+        from facegen.errors import FacegenError
+
+        raise FacegenError("no labels.parquet; render one with `facegen synthface render --out DIR`", where=str(data_dir))
     table = pq.read_table(data_dir / "labels.parquet")
     table = table.sort_by("key")
     if limit is not None:
@@ -120,8 +124,10 @@ def train_estimator(
     if threads:
         torch.set_num_threads(threads)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     images, table = load_rendered(train_dir)
+    if not (Path(eval_dir) / "labels.parquet").is_file():
+        load_rendered(eval_dir)  # the same one-line error, before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     targets = targets_from_labels(table)
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # uint8
     torch.manual_seed(seed)
