@@ -84,7 +84,7 @@ def inspect(
     dataset: Annotated[str, typer.Argument(help="Dataset folder or fsspec URL written by `facegen balance`.")],
     hashes: Annotated[bool, typer.Option(help="Check each tar's sha256 against its stats file.")] = True,
 ) -> None:
-    """Counts, per-bin table (planned vs achieved) and an integrity check; exits 1 on any problem."""
+    """Counts, per-bin table (planned vs written, planned labels, not measured) and an integrity check; exits 1 on any problem."""
     from facegen.data.inspect import format_report, inspect_dataset
 
     report = inspect_dataset(dataset, check_hashes=hashes)

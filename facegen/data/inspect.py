@@ -31,7 +31,7 @@ class InspectReport:
     tar_samples: int = 0
     labels_rows: int | None = None
     sample_failures: int = 0
-    bins: dict[str, list[tuple[str, int, int]]] = field(default_factory=dict)  # name -> (bin, planned, achieved)
+    bins: dict[str, list[tuple[str, int, int]]] = field(default_factory=dict)  # name -> (bin, planned, written; planned labels, not measured)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -191,7 +191,7 @@ def format_report(report: InspectReport) -> str:
     ]
     for name, rows in report.bins.items():
         lines.append("")
-        lines.append(f"{name:<22} {'planned':>8} {'achieved':>9}")
+        lines.append(f"{name:<22} {'planned':>8} {'written':>9}")
         lines.extend(f"  {label:<20} {p:>8} {a:>9}" for label, p, a in rows)
     lines.append("")
     if report.ok:

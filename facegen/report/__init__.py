@@ -1,4 +1,4 @@
-"""Dataset reports: ``report.png`` (target vs achieved histograms) and ``preview.jpg`` (samples per emotion)."""
+"""Dataset reports: ``report.png`` (target vs written-as-planned histograms; nothing measured) and ``preview.jpg`` (samples per emotion)."""
 
 from facegen.report.plots import render_report, write_report
 from facegen.report.preview import render_preview, write_preview

@@ -39,7 +39,7 @@ def render_report(labels: pa.Table, plan: pa.Table, manifest: Any | None = None)
     x = np.arange(len(EMOTION_NAMES))
     ax = axes[0, 0]
     ax.bar(x - 0.2, _counts(plan, "emotion", list(range(len(EMOTION_NAMES)))), 0.4, label="planned")
-    ax.bar(x + 0.2, _counts(labels, "emotion", list(range(len(EMOTION_NAMES)))), 0.4, label="achieved")
+    ax.bar(x + 0.2, _counts(labels, "emotion", list(range(len(EMOTION_NAMES)))), 0.4, label="written (planned, not measured)")
     if manifest is not None:
         target = np.asarray(manifest.targets.emotion.as_list()) * n
         ax.scatter(x, target, marker="_", s=300, color="k", label="target", zorder=3)
@@ -50,7 +50,7 @@ def render_report(labels: pa.Table, plan: pa.Table, manifest: Any | None = None)
     ax = axes[0, 1]
     xc = np.arange(len(CONTROL_SETS))
     ax.bar(xc - 0.2, _counts(plan, "controls", list(CONTROL_SETS)), 0.4, label="planned")
-    ax.bar(xc + 0.2, _counts(labels, "controls", list(CONTROL_SETS)), 0.4, label="achieved")
+    ax.bar(xc + 0.2, _counts(labels, "controls", list(CONTROL_SETS)), 0.4, label="written (planned, not measured)")
     ax.set_xticks(xc, CONTROL_SETS)
     ax.set_title("control set")
     ax.legend(fontsize=8)
@@ -61,7 +61,7 @@ def render_report(labels: pa.Table, plan: pa.Table, manifest: Any | None = None)
     ax.set_ylim(-1, 1)
     ax.set_xlabel("valence")
     ax.set_ylabel("arousal")
-    ax.set_title("valence / arousal (achieved)")
+    ax.set_title("valence / arousal (planned labels of written images)")
 
     for ax, angle in zip(axes[1], ("yaw", "pitch", "roll")):
         planned, achieved = _column(plan, angle), _column(labels, angle)
@@ -69,7 +69,7 @@ def render_report(labels: pa.Table, plan: pa.Table, manifest: Any | None = None)
         hi = max(planned.max(initial=0), achieved.max(initial=0)) + 1
         bins = np.linspace(lo, hi, 21)
         ax.hist(planned, bins, alpha=0.5, label="planned")
-        ax.hist(achieved, bins, histtype="step", linewidth=2, label="achieved")
+        ax.hist(achieved, bins, histtype="step", linewidth=2, label="written (planned, not measured)")
         ax.set_title(f"{angle} (degrees)")
         ax.legend(fontsize=8)
     fig.suptitle(f"{labels.num_rows} of {n} planned samples")

@@ -66,7 +66,7 @@ def test_demo_manifest_end_to_end(demo_dataset):
     _assert_matches_plan(out)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and summary["samples"] == 16 and summary["failed_shards"] == {}
-    assert summary["distributions"]["emotion"]["achieved"] == {k: 2 for k in summary["distributions"]["emotion"]["target"]}
+    assert summary["distributions"]["emotion"]["written_planned_not_measured"] == {k: 2 for k in summary["distributions"]["emotion"]["target"]}
     lock = (out / "manifest.lock.yaml").read_text()
     assert "fingerprint:" in lock and "torch:" in lock and "hash:" in lock
     assert Image.open(out / "report.png").size[0] > 500
