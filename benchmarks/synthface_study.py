@@ -15,7 +15,12 @@ estimator from the images (verify keeps landmarks, not the domain's expression p
   the AD loss (if `runs/synthface/joint_noad/model` exists).
 - Guidance sweep (joint model): wLMK 0..4 on id+lmk, wEMO 0..4 on id+emo.
 
-    .venv/bin/python benchmarks/synthface_study.py [--runs runs/synthface] [--samples 512] [--steps 25]
+    .venv/bin/python benchmarks/synthface_study.py [--runs runs/synthface/round2] [--data runs/synthface/data]
+        [--samples 512] [--steps 25] [--part table1|diversity|sweep]
+
+`--runs` holds the stage outputs (base/, pretrain_lmk/, pretrain_emo/, joint/, joint_no_ad/); `--data` the
+renders (heldout/). Two `--part` processes can run side by side (one core each); each merges its rows
+into the results .json, and `--render-only` rewrites the .md from it.
 
 Writes benchmarks/results/synthface.md (and .json next to it).
 """
@@ -38,7 +43,7 @@ MANIFEST = """\
 version: 1
 seed: {seed}
 model: {model}
-sampler: {{scheduler: dpmpp, steps: {steps}, guidance: {{id: {wid}, lmk: {wlmk}, emo: {wemo}}}, batch_size: 64}}
+sampler: {{scheduler: dpmpp, steps: {steps}, guidance: {{id: {wid}, lmk: {wlmk}, emo: {wemo}}}, batch_size: 64{intervals}}}
 output: {{samples_per_shard: {per_shard}, image_format: png, store_landmark_image: false}}
 identities: {{embeddings: {identities}}}
 images_per_identity: {per_identity}
@@ -53,11 +58,11 @@ targets:
 """
 
 
-def heldout_assets(runs: Path, work: Path) -> tuple[Path, Path, np.ndarray]:
+def heldout_assets(data_root: Path, work: Path) -> tuple[Path, Path, np.ndarray]:
     """Identity embeddings + exemplar bank of the held-out render, and each bank row's truth expression."""
     from facegen.analysis.extract import write_exemplar_bank_from_labels
 
-    data = runs / "data" / "heldout"
+    data = data_root / "heldout"
     labels = pq.read_table(data / "labels.parquet").sort_by("key")
     ids = labels.column("identity").to_pylist()
     emb = labels.column("embedding")
@@ -71,6 +76,26 @@ def heldout_assets(runs: Path, work: Path) -> tuple[Path, Path, np.ndarray]:
     write_exemplar_bank_from_labels(labels, bank)
     truth = np.asarray(labels.column("truth_expression").combine_chunks().flatten(), np.float32).reshape(-1, 9)
     return identities, bank, truth
+
+
+def compose_untrained(runs: Path, init: Path, out: Path) -> Path:
+    """Base model + freshly initialised (untrained) control modules from `init` (`synthface init-model`)."""
+    from facegen.model.loading import load_components, save_components
+
+    if (out / "facegen.json").is_file():
+        return out
+    comps = load_components(runs / "base" / "model")
+    fresh = load_components(init)
+    comps.landmark.load_state_dict(fresh.landmark.state_dict())
+    comps.emotion.load_state_dict(fresh.emotion.state_dict())
+    save_components(comps, out, overwrite=True)
+    return out
+
+
+def target_column(table, name: str) -> np.ndarray:
+    """A planned value per row: `target_<name>` in datasets measured in the loop, `<name>` before."""
+    column = f"target_{name}" if f"target_{name}" in table.column_names else name
+    return table.column(column).to_numpy(zero_copy_only=False)
 
 
 def compose_pretrained(runs: Path, out: Path) -> Path:
@@ -88,7 +113,7 @@ def compose_pretrained(runs: Path, out: Path) -> Path:
 
 
 def generate_and_verify(model: Path, work: Path, name: str, identities: Path, bank: Path, *, samples: int, steps: int,
-                        controls: str, guidance=(2.5, 2.0, 2.0), seed: int = 0) -> dict:
+                        controls: str, guidance=(2.5, 2.0, 2.0), seed: int = 0, intervals: dict | None = None) -> dict:
     from facegen.analysis.verify import VerifyConfig, run_verify
     from facegen.runner.balance import BalanceConfig, run_balance
 
@@ -98,6 +123,7 @@ def generate_and_verify(model: Path, work: Path, name: str, identities: Path, ba
     manifest.write_text(MANIFEST.format(
         seed=seed, model=model, steps=steps, wid=guidance[0], wlmk=guidance[1], wemo=guidance[2],
         per_shard=256, identities=identities, per_identity=per_identity, bank=bank, controls=controls,
+        intervals="" if intervals is None else f", guidance_intervals: {json.dumps(intervals)}",
     ))
     t0 = time.perf_counter()
     run_balance(BalanceConfig(manifest=manifest, out=str(out), distributor="in-process", progress=False, reports=False,
@@ -119,18 +145,20 @@ def row_metrics(run: dict, bank_truth: np.ndarray) -> dict:
     lmk = np.array(["lmk" in c for c in controls])
     emo = np.array(["emo" in c for c in controls])
     images = _images(run["dir"], t)
-    m = load_estimator().measure(images)
+    estimator = load_estimator()
+    m = estimator.measure(images)
     exemplar = t.column("exemplar").to_numpy()
     target_expr = np.where(exemplar[:, None] >= 0, bank_truth[np.maximum(exemplar, 0)], 0.0)
     expr_rmse = float(np.sqrt(np.mean((m.expression[lmk] - target_expr[lmk]) ** 2))) if lmk.any() else float("nan")
     ref = np.load(run["dir"] / "identities.npy")
     ident = t.column("identity").to_numpy()
-    emb = m.embedding
-    rank1 = float(np.mean(np.argmax(emb @ ref.T, axis=1) == ident))
-    sim = float(np.mean((emb * ref[ident]).sum(1)))
+    sims = estimator.identity_similarity(m.embedding, ref)  # on the identity features an image shows
+    rank1 = float(np.mean(np.argmax(sims, axis=1) == ident))
+    rank1_plain = float(np.mean(np.argmax(m.embedding @ ref.T, axis=1) == ident))
+    sim = float(np.mean(sims[np.arange(len(ident)), ident]))
     pose = rep["pose_rmse_deg"]
     emotion = rep.get("emotion", {})
-    planned_emotion = t.column("emotion").to_numpy()
+    planned_emotion = target_column(t, "emotion")
     emo_idonly = float(np.mean(m.emotion[~emo] == planned_emotion[~emo])) if (~emo).any() else float("nan")
     return {
         "samples": n,
@@ -142,22 +170,23 @@ def row_metrics(run: dict, bank_truth: np.ndarray) -> dict:
         "arousal_rmse": emotion.get("arousal_rmse", float("nan")),
         "identity_similarity": sim,
         "identity_rank1": rank1,
-        "per_control": _per_control(t, m, controls, ref, ident),
+        "identity_rank1_plain_cosine": rank1_plain,
+        "per_control": _per_control(t, m, controls, sims, ident),
         "generate_s": run["generate_s"],
     }
 
 
-def _per_control(t, m, controls, ref, ident) -> dict:
+def _per_control(t, m, controls, sims, ident) -> dict:
     out = {}
-    yaw = t.column("yaw").to_numpy()
-    emotion = t.column("emotion").to_numpy()
+    yaw = target_column(t, "yaw")
+    emotion = target_column(t, "emotion")
     for c in sorted(set(controls)):
         sel = np.array([x == c for x in controls])
         out[c] = {
             "n": int(sel.sum()),
             "yaw_rmse": float(np.sqrt(np.mean((m.yaw[sel] - yaw[sel]) ** 2))),
             "emotion_accuracy": float(np.mean(m.emotion[sel] == emotion[sel])),
-            "identity_rank1": float(np.mean(np.argmax(m.embedding[sel] @ ref.T, 1) == ident[sel])),
+            "identity_rank1": float(np.mean(np.argmax(sims[sel], 1) == ident[sel])),
         }
     return out
 
@@ -185,7 +214,8 @@ def diversity(run: dict) -> dict:
 
     t = run["table"]
     images = _images(run["dir"], t)
-    m = load_estimator().measure(images)
+    estimator = load_estimator()
+    m = estimator.measure(images)
     ident = t.column("identity").to_numpy()
     dists = []
     small = images.reshape(len(images), 32, 2, 32, 2, 3).mean((2, 4)) / 255.0
@@ -199,13 +229,18 @@ def diversity(run: dict) -> dict:
         "expression_std": float(np.mean(np.std(m.expression, 0))),
         "emotion_classes_seen": int(len(np.unique(m.emotion))),
         "within_identity_pixel_rmse": float(np.mean(dists)) if dists else float("nan"),
-        "identity_rank1": float(np.mean(np.argmax(m.embedding @ np.load(run["dir"] / "identities.npy").T, 1) == ident)),
+        "identity_rank1": float(np.mean(np.argmax(
+            estimator.identity_similarity(m.embedding, np.load(run["dir"] / "identities.npy")), 1) == ident)),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "synthface")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "synthface" / "round2")
+    parser.add_argument("--data", type=Path, default=ROOT / "runs" / "synthface" / "data")
+    parser.add_argument("--init", type=Path, default=ROOT / "runs" / "synthface" / "init",
+                        help="a `facegen synthface init-model` folder: the untrained control modules of row 1")
+    parser.add_argument("--part", choices=("all", "table1", "diversity", "sweep", "intervals"), default="all")
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--sweep-samples", type=int, default=256)
     parser.add_argument("--steps", type=int, default=25)
@@ -230,23 +265,23 @@ def main() -> None:
     runs = args.runs.resolve()
     work = runs / "study"
     work.mkdir(parents=True, exist_ok=True)
-    identities, bank, bank_truth = heldout_assets(runs, work)
+    identities, bank, bank_truth = heldout_assets(args.data.resolve(), work)
     all_controls = "{id: 0.25, id+lmk: 0.25, id+emo: 0.25, id+lmk+emo: 0.25}"
     models = {
-        "base only (control modules untrained)": runs / "base" / "model",
+        "base only (control modules untrained)": compose_untrained(runs, args.init, work / "base_untrained_controls"),
         "pre-trained LMK": runs / "pretrain_lmk" / "model",
         "pre-trained LMK+EMO": compose_pretrained(runs, work / "pretrained_lmk_emo"),
         "joint": runs / "joint" / "model",
     }
     results: dict = {"settings": {"samples": args.samples, "sweep_samples": args.sweep_samples, "steps": args.steps,
                                   "identities": 100}, "table1": {},
-                     "diversity": {}, "sweep": {}}
+                     "diversity": {}, "sweep": {}, "intervals": {}}
     previous = {}
-    if args.reuse and args.out.with_suffix(".json").is_file():
+    if (args.reuse or args.part != "all") and args.out.with_suffix(".json").is_file():
         previous = json.loads(args.out.with_suffix(".json").read_text())
-        for key in ("table1", "diversity", "sweep"):
+        for key in ("table1", "diversity", "sweep", "intervals"):
             results[key].update(previous.get(key, {}))
-    for label, model in models.items():
+    for label, model in models.items() if args.part in ("all", "table1") else ():
         if label in results["table1"]:
             continue
         if not (model / "facegen.json").is_file():
@@ -259,7 +294,9 @@ def main() -> None:
         _save(args.out, results)
         print(label, json.dumps({k: v for k, v in results["table1"][label].items() if k != "per_control"}), flush=True)
     for label, model in (("joint (with AD loss)", runs / "joint" / "model"),
-                         ("joint without AD loss", runs / "joint_noad" / "model")):
+                         ("joint without AD loss", runs / "joint_no_ad" / "model")):
+        if args.part not in ("all", "diversity"):
+            break
         if (model / "facegen.json").is_file() and label not in results["diversity"]:
             slug = "div_ad" if "with" in label else "div_noad"
             run = generate_and_verify(model, work, slug, identities, bank, samples=args.samples, steps=args.steps,
@@ -267,7 +304,7 @@ def main() -> None:
             results["diversity"][label] = diversity(run)
             _save(args.out, results)
             print(label, results["diversity"][label], flush=True)
-    if not args.skip_sweep and (runs / "joint" / "model" / "facegen.json").is_file():
+    if args.part in ("all", "sweep") and not args.skip_sweep and (runs / "joint" / "model" / "facegen.json").is_file():
         for branch in ("lmk", "emo"):
             for w in (float(x) for x in args.sweep_weights.split(",")):
                 if f"w{branch.upper()}={w:g}" in results["sweep"]:
@@ -279,15 +316,56 @@ def main() -> None:
                 results["sweep"][f"w{branch.upper()}={w:g}"] = r
                 _save(args.out, results)
                 print(branch, w, r["yaw_rmse"], r["emotion_accuracy"], r["identity_rank1"], flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
+    if args.part in ("all", "intervals") and (runs / "joint" / "model" / "facegen.json").is_file():
+        measure_intervals(runs / "joint" / "model", work, identities, bank, bank_truth, args, results)
+    _save(args.out, results)
     args.out.write_text(render_markdown(results, runs))
     print(f"wrote {args.out}")
 
 
+#: Guidance-interval settings compared (issue 13): step fractions per branch, None = full eq. 6.
+INTERVAL_SETTINGS = {
+    "full eq. 6": None,
+    "mid-wide": {"id": [0.1, 0.8], "lmk": [0.0, 0.5], "emo": [0.2, 0.7]},
+    "mid": {"id": [0.15, 0.66], "lmk": [0.0, 0.32], "emo": [0.3, 0.62]},
+}
+
+
+def measure_intervals(model: Path, work: Path, identities: Path, bank: Path, bank_truth: np.ndarray, args,
+                      results: dict) -> None:
+    """Control accuracy vs UNet rows per image: interval settings x 10 / 15 / 25 steps (joint model)."""
+    from facegen.model.pipeline import rows_per_image
+
+    all_controls = "{id: 0.25, id+lmk: 0.25, id+emo: 0.25, id+lmk+emo: 0.25}"
+    for steps in (25, 15, 10):
+        for name, intervals in INTERVAL_SETTINGS.items():
+            if steps != 25 and name == "mid-wide":
+                continue
+            label = f"{name}, {steps} steps"
+            if label in results["intervals"]:
+                continue
+            slug = f"int_{name.split()[0].replace('-', '_')}_{steps}"
+            run = generate_and_verify(model, work, slug, identities, bank, samples=args.sweep_samples, steps=steps,
+                                      controls=all_controls, intervals=intervals)
+            r = row_metrics(run, bank_truth)
+            r["rows_per_image"] = rows_per_image(model, [intervals], steps)[0]
+            results["intervals"][label] = r
+            _save(args.out, results)
+            print(label, r["rows_per_image"], r["yaw_rmse"], r["emotion_accuracy"], r["identity_rank1"], flush=True)
+
+
 def _save(out: Path, results: dict) -> None:
+    """Merge `results` into the .json (rows another `--part` process wrote meanwhile are kept)."""
+    import fcntl
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
+    path = out.with_suffix(".json")
+    with open(out.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = json.loads(path.read_text()) if path.is_file() else {}
+        for key in ("table1", "diversity", "sweep", "intervals"):
+            results[key] = {**merged.get(key, {}), **results.get(key, {})}
+        path.write_text(json.dumps(results, indent=1, default=float))
 
 
 def _f(x, digits=1) -> str:
@@ -301,14 +379,20 @@ def _p(x) -> str:
 
 def render_markdown(results: dict, runs: Path) -> str:
     s = results["settings"]
+    # rows hold samples // 100 images per identity: the counts actually measured, not the requested ones
+    n_row = next((r["samples"] for r in results["table1"].values()), s["samples"])
+    n_small = next((r["samples"] for part in ("intervals", "sweep") for r in results.get(part, {}).values()),
+                   s["sweep_samples"])
     lines = [
         "# synthface study: FaceCrafter's Tables 1-3, measured on a domain with known truth",
         "",
-        f"Written by `benchmarks/synthface_study.py`. Each row: {s['samples']} images of {s['identities']} held-out",
+        f"Written by `benchmarks/synthface_study.py`. Each row: {n_row} images of {s['identities']} held-out",
         f"identities, {s['steps']} DPM++ steps, default guidance (wID 2.5, wLMK 2.0, wEMO 2.0), generated with",
         "`facegen balance` and measured with `facegen verify` (synthface proxy estimator). Targets: yaw U(-60, 60),",
         "pitch U(-30, 30), roll U(-25, 25), 8 emotions uniform, landmark expressions from held-out exemplars of",
-        "the target class. Chance emotion accuracy is 12.5%; identity rank-1 is among the 100 held-out identities.",
+        "the target class. Chance emotion accuracy is 12.5%; identity rank-1 is among the 100 held-out identities,",
+        "compared on the identity features a 64-px image shows (the estimator's reliability-weighted similarity,",
+        "`facegen.synthface.estimator.observable_identity_similarity`; the plain-cosine rank-1 is in the .json).",
         "",
         *([s["note"], ""] if s.get("note") else []),
         "## Table 1 analog: control accuracy",
@@ -338,10 +422,20 @@ def render_markdown(results: dict, runs: Path) -> str:
         lines.append("not measured (no joint model)")
     lines += ["", "## Guidance sweep (joint model)", ""]
     if results["sweep"]:
-        lines += [f"{s['sweep_samples']} images per setting; id+lmk rows for wLMK, id+emo rows for wEMO.", "",
+        lines += [f"{n_small} images per setting; id+lmk rows for wLMK, id+emo rows for wEMO.", "",
                   "| setting | yaw RMSE | pitch RMSE | roll RMSE | emotion acc. | ID rank-1 |", "|---|---|---|---|---|---|"]
         for label, r in results["sweep"].items():
             lines.append(f"| {label} | {_f(r['yaw_rmse'])} | {_f(r['pitch_rmse'])} | {_f(r['roll_rmse'])} | "
+                         f"{_p(r['emotion_accuracy'])} | {_p(r['identity_rank1'])} |")
+    else:
+        lines.append("not measured")
+    lines += ["", "## Guidance intervals and steps (joint model, issue 13)", ""]
+    if results.get("intervals"):
+        lines += [f"{n_small} images per setting, all four control sets; UNet rows per image for an "
+                  "id+lmk+emo image (full eq. 6 at 25 steps = 100).", "",
+                  "| setting | UNet rows / image | yaw RMSE | pitch RMSE | emotion acc. | ID rank-1 |", "|---|---|---|---|---|---|"]
+        for label, r in results["intervals"].items():
+            lines.append(f"| {label} | {r['rows_per_image']} | {_f(r['yaw_rmse'])} | {_f(r['pitch_rmse'])} | "
                          f"{_p(r['emotion_accuracy'])} | {_p(r['identity_rank1'])} |")
     else:
         lines.append("not measured")

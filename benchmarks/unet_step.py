@@ -7,7 +7,12 @@ At SD1.5 size (random weights, fp32, CPU by default), in one run and interleaved
      combination) vs the same four UNet calls made one after another.
 Prints medians and ratios. Not a test: numbers depend on the machine and its load.
 
-    .venv/bin/python benchmarks/unet_step.py [--latent 32] [--repeats 3] [--threads 0]
+    .venv/bin/python benchmarks/unet_step.py [--latent 32] [--repeats 3] [--threads 0] [--clock wall|thread]
+        [--forward-only]
+
+`--clock thread --threads 1` times each call by the CPU time of the thread that runs it
+(time.thread_time): with one torch thread every op runs there, so time the scheduler gives to other
+processes is not counted and the ratio holds on a loaded machine (cache sharing still adds noise).
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from facegen.model.pipeline import BranchPlan, GuidanceWeights, combine_guidance
 from facegen.model.presets import REAL_LANDMARK_SIZE, SD15_UNET_CONFIG, build_control_modules, seeded
 
 
+CLOCK = time.perf_counter
+
+
 def timed(fn) -> float:
-    start = time.perf_counter()
+    start = CLOCK()
     fn()
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def main() -> None:
@@ -37,9 +45,17 @@ def main() -> None:
     parser.add_argument("--latent", type=int, default=32, help="latent side (64 = 512 px images)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per measurement (after 1 warm-up)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                        help="wall time, or the calling thread's CPU time (needs --threads 1)")
+    parser.add_argument("--forward-only", action="store_true", help="only the FaceCrafter vs Arc2Face forward")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock == "thread":
+        if torch.get_num_threads() != 1:
+            parser.error("--clock thread measures one thread's CPU time: add --threads 1")
+        global CLOCK
+        CLOCK = time.thread_time
 
     t0 = time.perf_counter()
     with seeded(0):
@@ -106,8 +122,8 @@ def main() -> None:
             a = timed(arc2face_forward)
             use_facecrafter()
             f = timed(facecrafter_forward)
-            b = timed(batched_step)
-            s = timed(sequential_step)
+            b = float("nan") if args.forward_only else timed(batched_step)
+            s = float("nan") if args.forward_only else timed(sequential_step)
             if round_index == 0:
                 print(f"warm-up round: arc2face {a:.2f}s, facecrafter {f:.2f}s, batched {b:.2f}s, sequential {s:.2f}s")
                 continue
@@ -116,9 +132,11 @@ def main() -> None:
             print(f"round {round_index}: arc2face {a:.2f}s, facecrafter {f:.2f}s, batched {b:.2f}s, sequential {s:.2f}s")
 
     med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"\nlatent 1x4x{args.latent}x{args.latent}, fp32, CPU, median of {args.repeats} rounds")
+    print(f"\nlatent 1x4x{args.latent}x{args.latent}, fp32, CPU, {args.clock} clock, median of {args.repeats} rounds")
     print(f"UNet forward: FaceCrafter (all branches on) {med['facecrafter']:.2f}s vs Arc2Face {med['arc2face']:.2f}s "
           f"-> ratio {med['facecrafter'] / med['arc2face']:.3f}")
+    if args.forward_only:
+        return
     print(f"eq.-6 step: batched (1 call, 4 rows) {med['batched']:.2f}s vs 4 sequential calls {med['sequential']:.2f}s "
           f"-> ratio {med['batched'] / med['sequential']:.3f}")
 

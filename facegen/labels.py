@@ -56,10 +56,28 @@ PLAN_SCHEMA = pa.schema(
     ]
 )
 
-#: Shard Parquet / labels.parquet rows: the plan row plus how the image was made.
+#: Plan columns renamed in every GENERATED output (shard Parquet + JSON, labels.parquet, rejects.parquet):
+#: there they are the values the image was *asked* for, never a measurement, so they carry a ``target_``
+#: prefix next to the ``measured_*`` columns. Plan files (plan.parquet), EXTRACT_SCHEMA and training data
+#: keep the bare names.
+TARGET_RENAMES: dict[str, str] = {
+    "emotion": "target_emotion",
+    "emotion_name": "target_emotion_name",
+    "valence": "target_valence",
+    "arousal": "target_arousal",
+    "emotion_probs": "target_emotion_probs",
+    "yaw": "target_yaw",
+    "pitch": "target_pitch",
+    "roll": "target_roll",
+}
+
+#: Shard Parquet / labels.parquet / rejects.parquet rows: the plan row (targets renamed, see
+#: TARGET_RENAMES), how the image was made, and what the in-loop estimators measured on it
+#: (manifest `verify:`; NaN / -1 / "" / False when not measured).
 GENERATED_SCHEMA = pa.schema(
-    list(PLAN_SCHEMA)
+    [f.with_name(TARGET_RENAMES.get(f.name, f.name)) for f in PLAN_SCHEMA]
     + [
+        pa.field("round", pa.int16(), nullable=False),  # verification round that made it (0 = first)
         pa.field("image_format", pa.string(), nullable=False),
         pa.field("width", pa.int32(), nullable=False),
         pa.field("height", pa.int32(), nullable=False),
@@ -69,8 +87,39 @@ GENERATED_SCHEMA = pa.schema(
         pa.field("guidance_lmk", pa.float32(), nullable=False),
         pa.field("guidance_emo", pa.float32(), nullable=False),
         pa.field("model_id", pa.string(), nullable=False),
+        pa.field("measured", pa.bool_(), nullable=False),  # the estimators ran on this image
+        pa.field("face_detected", pa.bool_(), nullable=False),
+        pa.field("measured_yaw", pa.float32(), nullable=False),  # degrees, pose convention as target_yaw
+        pa.field("measured_pitch", pa.float32(), nullable=False),
+        pa.field("measured_roll", pa.float32(), nullable=False),
+        pa.field("landmark_nme", pa.float32(), nullable=False),  # vs the target landmarks / outer-eye distance
+        pa.field("measured_emotion", pa.int8(), nullable=False),  # -1 = not measured
+        pa.field("measured_emotion_name", pa.string(), nullable=False),  # "" = not measured
+        pa.field("measured_emotion_probs", pa.list_(pa.float32(), NUM_EMOTIONS), nullable=False),
+        pa.field("measured_valence", pa.float32(), nullable=False),
+        pa.field("measured_arousal", pa.float32(), nullable=False),
+        pa.field("identity_similarity", pa.float32(), nullable=False),  # cosine to the identity's reference
+        pa.field("accepted", pa.bool_(), nullable=False),  # within every tolerance (True when not checked)
+        pa.field("reject_reason", pa.string(), nullable=False),  # "" when accepted, else e.g. "pose,emotion"
     ]
 )
+
+#: The columns of GENERATED_SCHEMA that estimators fill (everything else is known before generating).
+MEASURED_COLUMNS: tuple[str, ...] = tuple(GENERATED_SCHEMA.names[GENERATED_SCHEMA.names.index("measured"):])
+
+
+def generated_name(table_columns: "list[str] | tuple[str, ...]", plan_name: str) -> str:
+    """The column holding plan column `plan_name` in a generated table: the ``target_`` name, or the bare
+    name in datasets written before the rename (facegen dataset format 1)."""
+    renamed = TARGET_RENAMES.get(plan_name, plan_name)
+    return renamed if renamed in table_columns or plan_name not in table_columns else plan_name
+
+
+def generated_to_plan(table: pa.Table) -> pa.Table:
+    """Generated rows -> PLAN_SCHEMA rows (targets under their plan names again; other columns dropped)."""
+    names = list(table.column_names)
+    return pa.table({f.name: table.column(generated_name(names, f.name)).cast(f.type) for f in PLAN_SCHEMA}, schema=PLAN_SCHEMA)
+
 
 #: MediaPipe face mesh with iris refinement.
 NUM_LANDMARKS = 478

@@ -77,6 +77,10 @@ class Backend(ABC):
     def close(self) -> None:
         """Release native resources (sessions, graphs); the default has none."""
 
+    def prepare_batch(self, images: Sequence[np.ndarray]) -> None:
+        """Optional: measure a whole batch at once before the per-image calls (which then reuse it);
+        the default does nothing (`facegen.analysis.measure.measure_faces` calls it)."""
+
 
 class LandmarkBackend(Backend):
     kind = "landmarks"
@@ -102,6 +106,15 @@ class IdentityBackend(Backend):
         """Cosine similarity of two embeddings."""
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+    @classmethod
+    def similarity_matrix(cls, embeddings: np.ndarray, references: np.ndarray) -> np.ndarray:
+        """(N, M) similarity of measured embeddings to references (e.g. a plan's identity vectors);
+        cosine by default. A backend whose embeddings carry unreadable parts overrides it."""
+        a, b = np.asarray(embeddings, np.float64), np.asarray(references, np.float64)
+        a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+        return a @ b.T
 
 
 class EmotionBackend(Backend):

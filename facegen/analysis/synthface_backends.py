@@ -38,18 +38,47 @@ class MeasuredLandmarks(FaceLandmarks):
 
 
 _CACHE: OrderedDict[str, object] = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def _key(image: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
 
 
 def measure_image(image: np.ndarray):
     """The estimator's `Measurement` of one image (cached: the three backends share it)."""
     from facegen.synthface.estimator import load_estimator
 
-    key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+    key = _key(image)
     if key not in _CACHE:
         _CACHE[key] = load_estimator().measure(np.asarray(image)[None])
-        while len(_CACHE) > 8:
+        while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return _CACHE[key]
+
+
+def measure_batch(images: Sequence[np.ndarray]) -> None:
+    """Measure equally sized images in one forward pass and cache each one's `Measurement` (the
+    per-image backend calls that follow read the cache)."""
+    from dataclasses import fields
+
+    from facegen.synthface.estimator import load_estimator
+
+    todo = [img for img in images if _key(img) not in _CACHE]
+    if not todo or len({img.shape for img in todo}) != 1:
+        return  # mixed sizes: measured one by one
+    batch = load_estimator().measure(np.stack([np.asarray(img) for img in todo]))
+    for i, img in enumerate(todo):
+        _CACHE[_key(img)] = type(batch)(**{f.name: getattr(batch, f.name)[i : i + 1] for f in fields(batch)})
+    while len(_CACHE) > max(_CACHE_SIZE, len(images)):
+        _CACHE.popitem(last=False)
+
+
+class _BatchedSynthface:
+    """Mixin: the three synthface backends share one batched pass per batch of images."""
+
+    def prepare_batch(self, images: Sequence[np.ndarray]) -> None:
+        measure_batch(images)
 
 
 def landmarks_from_measurement(m, index: int = 0) -> np.ndarray:
@@ -65,7 +94,7 @@ def landmarks_from_measurement(m, index: int = 0) -> np.ndarray:
     return posed.astype(np.float32)
 
 
-class SynthfaceLandmarks(LandmarkBackend):
+class SynthfaceLandmarks(_BatchedSynthface, LandmarkBackend):
     name = "synthface"
 
     def detect(self, image: np.ndarray) -> FaceLandmarks | None:
@@ -75,7 +104,7 @@ class SynthfaceLandmarks(LandmarkBackend):
         return MeasuredLandmarks(landmarks_from_measurement(m), w, h, pose=pose)
 
 
-class SynthfaceIdentity(IdentityBackend):
+class SynthfaceIdentity(_BatchedSynthface, IdentityBackend):
     name = "synthface"
     dim: ClassVar[int] = 512
     match_threshold: ClassVar[float] = 0.5
@@ -85,8 +114,16 @@ class SynthfaceIdentity(IdentityBackend):
     def embed(self, image: np.ndarray, face: FaceLandmarks | None = None) -> np.ndarray | None:
         return measure_image(image).embedding[0]
 
+    @classmethod
+    def similarity_matrix(cls, embeddings: np.ndarray, references: np.ndarray) -> np.ndarray:
+        """Compared on the identity features a 64-px image shows, weighted by the estimator's held-out
+        reliability (`facegen.synthface.estimator.observable_identity_similarity`)."""
+        from facegen.synthface.estimator import load_estimator
 
-class SynthfaceEmotion(EmotionBackend):
+        return load_estimator().identity_similarity(embeddings, references)
+
+
+class SynthfaceEmotion(_BatchedSynthface, EmotionBackend):
     name = "synthface"
     crop_size: ClassVar[int] = 64
     reads_full_image: ClassVar[bool] = True

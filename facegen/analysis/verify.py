@@ -15,6 +15,10 @@ analysis backends on every image through the shared shard machinery (measured ro
 Identity references: with ArcFace, the similarity of each image to its planned identity vector
 (``identities.npy``, ArcFace space); with dlib (128-d, other space), to the mean embedding of the other
 images planned for the same identity.
+
+Planned values come from the generated labels' ``target_*`` columns (bare names in datasets written
+before the rename); the in-loop measurements of a `verify:` manifest are replaced by verify's own.
+The measuring itself is `facegen.analysis.measure.measure_faces`, shared with in-loop verification.
 """
 
 from __future__ import annotations
@@ -34,16 +38,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from facegen.analysis.base import unknown_emotion
-from facegen.analysis.headpose import head_pose
 from facegen.analysis.images import ImageRejected, decode_image
+from facegen.analysis.measure import EYE_OUTER, Estimators, FaceMeasurement, landmark_nme, measure_faces  # noqa: F401  (EYE_OUTER, landmark_nme re-exported)
 from facegen.analysis.models import resolve_models_dir
-from facegen.analysis.registry import backend_class, get_backend
+from facegen.analysis.registry import backend_class
 from facegen.errors import FacegenError
 from facegen.io.fs import Location, normalize_url
 from facegen.io.lock import read_lock
 from facegen.io.reader import ShardReader
 from facegen.io.shards import SHARDS_DIR
-from facegen.labels import NUM_EMOTIONS, NUM_LANDMARKS
+from facegen.labels import MEASURED_COLUMNS, NUM_EMOTIONS, NUM_LANDMARKS, generated_name
 from facegen.runner import Distributor, InProcessDistributor, Sample, SampleFailure, ShardTask, WorkUnit, run_shards, units_from_table
 from facegen.runner.finalize import collect_labels
 
@@ -51,8 +55,6 @@ VERIFY_DIR = "verify"
 VERIFY_TABLE = "verify.parquet"
 VERIFY_REPORT = "verify_report.json"
 FORMAT_VERSION = 1
-#: Outer eye corners (image-left, image-right) for the NME normaliser.
-EYE_OUTER = (33, 263)
 MAX_PAIRS = 20000
 
 MEASURED_SCHEMA = pa.schema(
@@ -125,73 +127,59 @@ class VerifyConfig:
 
 
 class VerifyWorker:
-    """Measures each generated image of a shard (worker protocol of `facegen.runner`)."""
+    """Measures each generated image of a shard (worker protocol of `facegen.runner`), in batches of
+    `BATCH` through the shared measuring path (`facegen.analysis.measure.measure_faces`)."""
+
+    BATCH = 32
 
     def __init__(self, config: VerifyConfig) -> None:
         self.config = config
-        models = config.models_dir
-        self.mesh = get_backend(config.landmark_backend, kind="landmarks", models_dir=models)
-        self.identity = get_backend(config.identity_backend, kind="identity", models_dir=models)
-        self.emotion = get_backend(config.emotion_backend, kind="emotion", models_dir=models)
+        self.estimators = Estimators.load(
+            pose=config.landmark_backend, landmarks=config.landmark_backend, emotion=config.emotion_backend,
+            identity=config.identity_backend, models_dir=config.models_dir,
+        )  # fmt: skip
 
     def process(self, unit: WorkUnit) -> Iterator[Sample | SampleFailure]:
-        from facegen.analysis.align import box_crop
-        from facegen.analysis.analyze import EMOTION_CROP_MARGIN
-
         reader = ShardReader.of(Location(self.config.dataset), unit.shard)
+        rows = unit.rows.to_pylist()
         with reader:
-            for row in unit.rows.to_pylist():
-                key = row["key"]
-                measured: dict[str, Any] = {"key": key, "shard": unit.shard, "face_found": False, "verify_error": ""}
-                try:
-                    ext = row.get("image_format") or "jpg"
-                    if ext not in reader.exts(key):
-                        raise ImageRejected("missing", f"no image for {key} in {reader.rel.rpartition('/')[2]}")
-                    image = decode_image(reader.read(key, ext))
-                    face = self.mesh.detect(image)
-                    if face is None:
-                        raise ImageRejected("no-face", f"{self.config.landmark_backend} found no face")
-                    pose = head_pose(face)
-                    emb = self.identity.embed(image, face)
-                    if getattr(self.emotion, "reads_full_image", False):
-                        crop = image
-                    else:
-                        crop, _ = box_crop(image, face, self.emotion.crop_size, EMOTION_CROP_MARGIN)
-                    (emo,) = self.emotion.predict([crop])
-                    measured.update(
-                        face_found=True,
-                        measured_yaw=pose.yaw,
-                        measured_pitch=pose.pitch,
-                        measured_roll=pose.roll,
-                        measured_landmarks=face.points.reshape(-1),
-                        identity_embedding=emb if emb is not None else np.zeros(0, np.float32),
-                    )
-                except ImageRejected as rej:
-                    emo = unknown_emotion()
-                    measured.update(
-                        measured_yaw=math.nan, measured_pitch=math.nan, measured_roll=math.nan,
-                        measured_landmarks=np.zeros(0, np.float32), identity_embedding=np.zeros(0, np.float32),
-                        verify_error=str(rej),
-                    )  # fmt: skip
-                measured.update(
-                    measured_emotion=emo.emotion,
-                    measured_valence=emo.valence,
-                    measured_arousal=emo.arousal,
-                    measured_emotion_probs=emo.probs,
-                )
-                meta = {k: measured[k] for k in ("face_found", "measured_yaw", "measured_pitch", "measured_roll", "measured_emotion", "verify_error")}
-                meta = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in meta.items()}
-                yield Sample(key, {"json": json.dumps(meta, sort_keys=True).encode()}, measured)
+            for start in range(0, len(rows), self.BATCH):
+                chunk = rows[start : start + self.BATCH]
+                images: list[np.ndarray] = []
+                errors: dict[int, str] = {}
+                for i, row in enumerate(chunk):
+                    key = row["key"]
+                    try:
+                        ext = row.get("image_format") or "jpg"
+                        if ext not in reader.exts(key):
+                            raise ImageRejected("missing", f"no image for {key} in {reader.rel.rpartition('/')[2]}")
+                        images.append(decode_image(reader.read(key, ext)))
+                    except ImageRejected as rej:
+                        errors[i] = str(rej)
+                found = iter(measure_faces(images, self.estimators))
+                for i, row in enumerate(chunk):
+                    m = FaceMeasurement(False, error=errors[i]) if i in errors else next(found)
+                    if not m.face_found and i not in errors:
+                        m.error = str(ImageRejected("no-face", m.error))
+                    yield self._sample(unit.shard, row["key"], m)
+
+    @staticmethod
+    def _sample(shard: int, key: str, m: FaceMeasurement) -> Sample:
+        emo = m.emotion if m.face_found else unknown_emotion()
+        measured: dict[str, Any] = {
+            "key": key, "shard": shard, "face_found": m.face_found, "verify_error": m.error,
+            "measured_yaw": m.yaw, "measured_pitch": m.pitch, "measured_roll": m.roll,
+            "measured_landmarks": m.landmarks.reshape(-1) if m.landmarks is not None and m.face_found else np.zeros(0, np.float32),
+            "identity_embedding": m.embedding if m.embedding is not None and m.face_found else np.zeros(0, np.float32),
+            "measured_emotion": emo.emotion, "measured_valence": emo.valence, "measured_arousal": emo.arousal,
+            "measured_emotion_probs": emo.probs,
+        }  # fmt: skip
+        meta = {k: measured[k] for k in ("face_found", "measured_yaw", "measured_pitch", "measured_roll", "measured_emotion", "verify_error")}
+        meta = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in meta.items()}
+        return Sample(key, {"json": json.dumps(meta, sort_keys=True).encode()}, measured)
 
 
 # ----------------------------------------------------------------------------------------- metrics
-
-
-def landmark_nme(measured: np.ndarray, planned: np.ndarray) -> np.ndarray:
-    """(B,) mean 2D point distance / planned outer-eye-corner distance, for (B, 478, 2|3) sets."""
-    m, p = np.asarray(measured, np.float64)[..., :2], np.asarray(planned, np.float64)[..., :2]
-    iod = np.linalg.norm(p[:, EYE_OUTER[0]] - p[:, EYE_OUTER[1]], axis=-1)
-    return np.linalg.norm(m - p, axis=-1).mean(-1) / np.maximum(iod, 1e-9)
 
 
 def rmse(a: np.ndarray, b: np.ndarray) -> float:
@@ -260,7 +248,7 @@ def _planned_landmarks(root: Location, labels: pa.Table) -> np.ndarray:
             base[exemplar >= 0] = np.nan
         else:
             base[exemplar >= 0] = bank[exemplar[exemplar >= 0]]
-    yaw, pitch, roll = (labels.column(c).to_numpy().astype(np.float64) for c in ("yaw", "pitch", "roll"))
+    yaw, pitch, roll = (_target(labels, c).astype(np.float64) for c in ("yaw", "pitch", "roll"))
     return posed_landmarks(base, yaw, pitch, roll)
 
 
@@ -352,14 +340,21 @@ def _read_parquet(root: Location, rel: str, **options: Any) -> pa.Table:
         return pq.read_table(f, **options)
 
 
+def _target(labels: pa.Table, plan_name: str) -> np.ndarray:
+    """A planned value per row: the ``target_*`` column of generated labels (bare name in format-1 datasets)."""
+    return labels.column(generated_name(labels.column_names, plan_name)).to_numpy(zero_copy_only=False)
+
+
 def _compare(root: Location, config: VerifyConfig, labels: pa.Table, measured: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
+    # verify's own measurements replace the in-loop ones of the generated labels (same column names)
+    labels = labels.drop_columns([c for c in MEASURED_COLUMNS if c in labels.column_names])
     n = labels.num_rows
     found = measured.column("face_found").to_numpy(zero_copy_only=False).astype(bool)
     controls = labels.column("controls").to_pylist() if "controls" in labels.column_names else ["id+lmk+emo"] * n
     lmk_on = np.array(["lmk" in c for c in controls])
     emo_on = np.array(["emo" in c for c in controls])
 
-    planned_pose = np.stack([labels.column(c).to_numpy().astype(np.float64) for c in ("yaw", "pitch", "roll")], 1)
+    planned_pose = np.stack([_target(labels, c).astype(np.float64) for c in ("yaw", "pitch", "roll")], 1)
     measured_pose = np.stack([measured.column(f"measured_{c}").to_numpy(zero_copy_only=False).astype(np.float64) for c in ("yaw", "pitch", "roll")], 1)
     pose_error = np.abs(measured_pose - planned_pose).max(1)
 
@@ -372,7 +367,7 @@ def _compare(root: Location, config: VerifyConfig, labels: pa.Table, measured: p
     m_emotion = measured.column("measured_emotion").to_numpy(zero_copy_only=False).astype(np.int64)
     m_val = measured.column("measured_valence").to_numpy(zero_copy_only=False).astype(np.float64)
     m_aro = measured.column("measured_arousal").to_numpy(zero_copy_only=False).astype(np.float64)
-    p_emotion = labels.column("emotion").to_numpy().astype(np.int64)
+    p_emotion = _target(labels, "emotion").astype(np.int64)
 
     # Identity similarity to a reference: planned ArcFace vector, or leave-one-out centroid (dlib).
     dim = backend_class(config.identity_backend, "identity").dim  # type: ignore[attr-defined]
@@ -384,7 +379,9 @@ def _compare(root: Location, config: VerifyConfig, labels: pa.Table, measured: p
     if planned_space and root.exists("identities.npy"):
         ref = np.load(io.BytesIO(root.read_bytes("identities.npy")), allow_pickle=False).astype(np.float64)
         ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
-        similarity[has_emb] = (emb[has_emb] * ref[ident[has_emb]]).sum(1)
+        identity_class = backend_class(config.identity_backend, "identity")
+        sims = identity_class.similarity_matrix(emb[has_emb], ref)  # type: ignore[attr-defined]
+        similarity[has_emb] = sims[np.arange(int(has_emb.sum())), ident[has_emb]]
         reference = "planned identity vector (identities.npy)"
     else:
         for i in np.flatnonzero(has_emb):
@@ -456,8 +453,8 @@ def _compare(root: Location, config: VerifyConfig, labels: pa.Table, measured: p
         report["emotion"] = {
             "rows": int(emo_rows.sum()),
             "accuracy": float((m_emotion[emo_rows] == p_emotion[emo_rows]).mean()) if emo_rows.any() else math.nan,
-            "valence_rmse": rmse(m_val[emo_rows], labels.column("valence").to_numpy()[emo_rows]),
-            "arousal_rmse": rmse(m_aro[emo_rows], labels.column("arousal").to_numpy()[emo_rows]),
+            "valence_rmse": rmse(m_val[emo_rows], _target(labels, "valence")[emo_rows]),
+            "arousal_rmse": rmse(m_aro[emo_rows], _target(labels, "arousal")[emo_rows]),
         }
     return table, report
 

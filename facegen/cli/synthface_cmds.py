@@ -100,7 +100,10 @@ def ship(
 
     build = {
         "command": "make synthface-model (scripts/build_synthface_model.sh)",
-        "configs": {p.stem: yaml.safe_load(p.read_text()) for p in sorted(configs.glob("*.yaml"))},
+        "configs": {
+            p.relative_to(configs).with_suffix("").as_posix(): yaml.safe_load(p.read_text())
+            for p in sorted(configs.rglob("*.yaml"))
+        },
         "metrics": json.loads(metrics.read_text()) if metrics else {},
     }
     path = ship_model(model, out or preset_dir(), build)

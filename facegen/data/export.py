@@ -13,11 +13,13 @@ from facegen.io.reader import IMAGE_EXTS, ShardReader, image_ext
 from facegen.io.shards import all_shard_stats
 
 
-def export_imagefolder(dataset: str, out: str | Path, quality: int = 95) -> int:
+def export_imagefolder(dataset: str, out: str | Path, quality: int = 95, accepted_only: bool = False) -> int:
     """Write every sample's image as ``OUT/<identity>/<key>.jpg`` (non-JPEG images are re-encoded).
 
     Identity folders are zero-padded (``000012``) so ImageFolder's sorted class index equals the identity
-    index. Returns the number of images written.
+    index (``identity`` keeps its name in generated labels; only planned attributes became ``target_*``).
+    `accepted_only`: skip samples the in-loop verification judged out of tolerance (kept in the dataset
+    only in `verify: {mode: measure}`). Returns the number of images written.
     """
     root = Location(dataset)
     out = Path(out)
@@ -27,7 +29,10 @@ def export_imagefolder(dataset: str, out: str | Path, quality: int = 95) -> int:
             ext = image_ext(files)
             if ext is None or "json" not in files:
                 continue
-            identity = int(json.loads(files["json"])["identity"])
+            meta = json.loads(files["json"])
+            if accepted_only and not meta.get("accepted", True):
+                continue
+            identity = int(meta["identity"])
             folder = out / f"{identity:06d}"
             folder.mkdir(parents=True, exist_ok=True)
             data = files[ext]

@@ -7,17 +7,19 @@ import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from facegen.io.fs import TEMP_MARK, Location
-from facegen.io.lock import LOCK_NAME
+from facegen.io.lock import LOCK_NAME, read_lock
 from facegen.io.reader import ShardReader, image_ext
 from facegen.io.shards import SHARDS_DIR, ShardPaths, all_shard_stats, file_sha256
-from facegen.labels import CONTROL_SETS, EMOTION_NAMES
+from facegen.runner.rounds import coverage_problems
+from facegen.report.bins import BinTable, compute_bins, format_bins
+from facegen.report.columns import target_name
 
-ANGLE_BINS = 6
+#: Plan columns inspect reads (targets under either name: ``target_yaw`` or ``yaw``).
+PLAN_FIELDS = ("emotion", "controls", "yaw", "pitch", "roll")
 
 
 @dataclass
@@ -31,7 +33,7 @@ class InspectReport:
     tar_samples: int = 0
     labels_rows: int | None = None
     sample_failures: int = 0
-    bins: dict[str, list[tuple[str, int, int]]] = field(default_factory=dict)  # name -> (bin, planned, written; planned labels, not measured)
+    bins: BinTable = field(default_factory=BinTable)  # target / planned / measured-accepted per bin
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -48,35 +50,6 @@ def _read_tar(root: Location, rel: str) -> tuple[list[str], str]:
     return scan.keys, scan.sha256
 
 
-def _bins(plan: pa.Table, labels: pa.Table | None) -> dict[str, list[tuple[str, int, int]]]:
-    def count(table: pa.Table | None, column: str) -> Counter:
-        if table is None or column not in table.column_names:
-            return Counter()
-        return Counter(table.column(column).to_pylist())
-
-    out: dict[str, list[tuple[str, int, int]]] = {}
-    planned, achieved = count(plan, "emotion"), count(labels, "emotion")
-    out["emotion"] = [(name, planned[i], achieved[i]) for i, name in enumerate(EMOTION_NAMES)]
-    planned, achieved = count(plan, "controls"), count(labels, "controls")
-    out["controls"] = [(name, planned[name], achieved[name]) for name in CONTROL_SETS if planned[name] or achieved[name]]
-    for angle in ("yaw", "pitch", "roll"):
-        values = np.asarray(plan.column(angle).to_numpy(zero_copy_only=False), dtype=float)
-        got = (
-            np.asarray(labels.column(angle).to_numpy(zero_copy_only=False), dtype=float)
-            if labels is not None and angle in labels.column_names
-            else np.zeros(0)
-        )
-        lo, hi = (float(values.min()), float(values.max())) if len(values) else (0.0, 0.0)
-        if hi - lo < 1e-6:
-            out[angle] = [(f"{lo:+.1f}", len(values), len(got))]
-            continue
-        edges = np.linspace(lo, hi, ANGLE_BINS + 1)
-        p, _ = np.histogram(values, edges)
-        a, _ = np.histogram(got, edges)
-        out[angle] = [(f"[{edges[i]:+.1f},{edges[i + 1]:+.1f}]", int(p[i]), int(a[i])) for i in range(ANGLE_BINS)]
-    return out
-
-
 def inspect_dataset(dataset: str, *, check_hashes: bool = True) -> InspectReport:
     """Read every shard and cross-check stats, tars, shard Parquets, labels.parquet and the plan."""
     root = Location(dataset)
@@ -86,8 +59,7 @@ def inspect_dataset(dataset: str, *, check_hashes: bool = True) -> InspectReport
         problems.append(f"{LOCK_NAME} missing (not a finished facegen dataset?)")
     plan: pa.Table | None = None
     if root.exists("plan.parquet"):
-        with root.open("plan.parquet", "rb") as f:
-            plan = pq.read_table(f, columns=["key", "shard", "emotion", "controls", "yaw", "pitch", "roll"])
+        plan = _read_plan(root)
         report.plan_rows = plan.num_rows
         planned_shards = sorted(set(plan.column("shard").to_pylist()))
     else:
@@ -150,14 +122,38 @@ def inspect_dataset(dataset: str, *, check_hashes: bool = True) -> InspectReport
     else:
         problems.append("labels.parquet missing (run did not finish; re-run balance)")
     _check_summary_and_reports(root, problems)
-    if plan is not None:
-        if report.tar_samples != plan.num_rows:
-            problems.append(f"tars hold {report.tar_samples} samples but the plan has {plan.num_rows} rows")
-        extra = set(all_keys) - set(plan.column("key").to_pylist())
-        if extra:
-            problems.append(f"{len(extra)} key(s) in tars are not in the plan, e.g. {sorted(extra)[:3]}")
-        report.bins = _bins(plan, labels)
+    if plan is not None:  # rounds of regeneration: KEY_rNN samples, rejected rows in rejects.parquet
+        problems.extend(coverage_problems(plan.column("key").to_pylist(), all_keys, *_rejected_and_failed(root)))
+        lock = read_lock(root) if root.exists(LOCK_NAME) else None
+        report.bins = compute_bins(plan, labels, (lock or {}).get("manifest"))
     return report
+
+
+def _rejected_and_failed(root: Location) -> tuple[list[str], list[str], int | None]:
+    """Keys in rejects.parquet and failures.parquet, and summary.json's count of dropped plan rows."""
+    keys: list[list[str]] = []
+    for name in ("rejects.parquet", "failures.parquet"):
+        found: list[str] = []
+        if root.exists(name):
+            with root.open(name, "rb") as f:
+                found = [k for k in pq.read_table(f, columns=["key"]).column("key").to_pylist() if k is not None]
+        keys.append(found)
+    dropped = None
+    if root.exists("summary.json"):
+        try:
+            dropped = json.loads(root.read_bytes("summary.json")).get("verification", {}).get("dropped")
+        except ValueError:
+            pass  # reported by _check_summary_and_reports
+    return keys[0], keys[1], dropped
+
+
+def _read_plan(root: Location) -> pa.Table:
+    """plan.parquet's key, shard and target columns (whichever naming the dataset uses)."""
+    with root.open("plan.parquet", "rb") as f:
+        schema = pq.read_schema(f)
+    names = ["key", "shard"] + [n for n in (target_name(schema.empty_table(), fld) for fld in PLAN_FIELDS) if n]
+    with root.open("plan.parquet", "rb") as f:
+        return pq.read_table(f, columns=names)
 
 
 def _check_summary_and_reports(root: Location, problems: list[str]) -> None:
@@ -189,10 +185,7 @@ def format_report(report: InspectReport) -> str:
         f"labels rows    {report.labels_rows}",
         f"failures       {report.sample_failures}",
     ]
-    for name, rows in report.bins.items():
-        lines.append("")
-        lines.append(f"{name:<22} {'planned':>8} {'written':>9}")
-        lines.extend(f"  {label:<20} {p:>8} {a:>9}" for label, p, a in rows)
+    lines.extend(format_bins(report.bins))
     lines.append("")
     if report.ok:
         lines.append("integrity: OK")

@@ -5,6 +5,13 @@ and checked against their stats as they stream (sha256, sample count). A damaged
 :class:`DamagedShardError` naming it (default, ``on_damaged="raise"``) or, with ``on_damaged="skip"``,
 is verified before it is read and skipped with a warning that counts the skipped shards; a loader never
 yields silently fewer samples than the stats promise.
+
+Labels: each sample's JSON carries the plan's values under ``target_*`` names (``target_emotion``,
+``target_valence``, ``target_yaw``, ...: what the image was made for; `facegen.labels.TARGET_RENAMES`)
+next to what the in-loop estimators measured (``measured_emotion``, ``measured_yaw``, ...,
+``accepted``). ``target="emotion"`` / ``"va"`` yield the targets (datasets written before the rename:
+the bare ``emotion`` / ``valence`` / ``arousal`` keys); ``"measured_emotion"`` / ``"measured_va"`` yield
+the measurements (-1 / NaN when the dataset was not measured).
 """
 
 from __future__ import annotations
@@ -22,8 +29,8 @@ from facegen.io.fs import Location
 from facegen.io.reader import DamagedShard, ShardReader
 from facegen.io.shards import ShardPaths, ShardStats, all_shard_stats, file_sha256
 
-Target = Literal["identity", "emotion", "va", "labels"]
-TARGETS: tuple[str, ...] = ("identity", "emotion", "va", "labels")
+Target = Literal["identity", "emotion", "va", "measured_emotion", "measured_va", "labels"]
+TARGETS: tuple[str, ...] = ("identity", "emotion", "va", "measured_emotion", "measured_va", "labels")
 IMAGE_KEYS = "jpg;png;webp"
 OnDamaged = Literal["raise", "skip"]
 
@@ -112,13 +119,26 @@ class _Pipeline(wds.DataPipeline, wds.FluidInterface):
     pass
 
 
+def _planned(meta: dict[str, Any], name: str) -> Any:
+    """A target value: ``target_<name>``, or the bare name in datasets written before the rename."""
+    return meta[f"target_{name}"] if f"target_{name}" in meta else meta[name]
+
+
+def _nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)  # JSON null = not measured
+
+
 def _to_target(target: str) -> Any:
     if target == "identity":
         return lambda meta: int(meta["identity"])
     if target == "emotion":
-        return lambda meta: int(meta["emotion"])
+        return lambda meta: int(_planned(meta, "emotion"))
     if target == "va":
-        return lambda meta: torch.tensor([meta["valence"], meta["arousal"]], dtype=torch.float32)
+        return lambda meta: torch.tensor([_planned(meta, "valence"), _planned(meta, "arousal")], dtype=torch.float32)
+    if target == "measured_emotion":
+        return lambda meta: int(meta.get("measured_emotion", -1))
+    if target == "measured_va":
+        return lambda meta: torch.tensor([_nan(meta.get("measured_valence")), _nan(meta.get("measured_arousal"))], dtype=torch.float32)
     if target == "labels":
         return lambda meta: meta
     raise FacegenError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}", where="target")

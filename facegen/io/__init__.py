@@ -4,7 +4,7 @@ stats done-marker), the one reader of those shard tars, and the provenance lock 
 
 from facegen.io.fs import Location, normalize_url, write_bytes_atomic, write_parquet_atomic
 from facegen.io.reader import IMAGE_EXTS, ShardReader, ShardScan, shard_tars
-from facegen.io.samples import Sample, SampleFailure, check_key
+from facegen.io.samples import RejectedSample, Sample, SampleFailure, check_key
 from facegen.io.shards import (
     ShardPaths,
     ShardStats,
@@ -26,6 +26,7 @@ __all__ = [
     "shard_tars",
     "write_bytes_atomic",
     "write_parquet_atomic",
+    "RejectedSample",
     "Sample",
     "SampleFailure",
     "check_key",

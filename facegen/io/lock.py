@@ -19,7 +19,8 @@ import yaml
 from facegen.io.fs import Location
 
 LOCK_NAME = "manifest.lock.yaml"
-DATASET_FORMAT = 1
+#: 2: generated labels name the plan's values ``target_*`` and carry measured columns (facegen.labels).
+DATASET_FORMAT = 2
 VERSIONED_PACKAGES = (
     "facegen",
     "torch",

@@ -35,6 +35,18 @@ class SampleFailure:
     error: str
 
 
+@dataclass
+class RejectedSample:
+    """A sample that was made but is not kept (outside a tolerance of the in-loop verification).
+
+    Its `label` row goes to the shard's ``NNNNNN_rejects.parquet`` (same schema as the shard Parquet,
+    `reject_reason` filled in); its files are not written. Counted in the shard stats (``rejected``).
+    """
+
+    key: str
+    label: dict[str, Any] = field(default_factory=dict)
+
+
 def check_key(key: str) -> None:
     """Raise ValueError for keys WebDataset would split or mangle."""
     if not KEY_PATTERN.match(key):

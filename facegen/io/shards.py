@@ -1,4 +1,5 @@
-"""Shard files: ``shards/NNNNNN.tar`` + ``NNNNNN.parquet``, then ``NNNNNN_stats.json`` LAST.
+"""Shard files: ``shards/NNNNNN.tar`` + ``NNNNNN.parquet`` (+ ``NNNNNN_rejects.parquet`` when samples
+were rejected), then ``NNNNNN_stats.json`` LAST.
 
 The stats file is the done-marker: a shard counts as finished only when its stats file exists, carries
 the run's fingerprint and its tar/parquet sizes match; resume (``completed_shards(..., verify=True)``)
@@ -24,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from facegen.io.fs import TEMP_MARK, Location, temporary_name
-from facegen.io.samples import Sample, SampleFailure, check_key
+from facegen.io.samples import RejectedSample, Sample, SampleFailure, check_key
 
 SHARDS_DIR = "shards"
 #: Fixed tar member mtime (2000-01-01) so the same samples give byte-identical tars.
@@ -55,6 +56,11 @@ class ShardPaths:
     def stats(self) -> str:
         return self.stem + "_stats.json"
 
+    @property
+    def rejects(self) -> str:
+        """Label rows of the shard's rejected samples (written only when there are some)."""
+        return self.stem + "_rejects.parquet"
+
 
 @dataclass
 class ShardStats:
@@ -76,6 +82,9 @@ class ShardStats:
     pid: int = 0
     finished_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # caller provenance: model/manifest hashes, ...
+    rejected: int = 0  # samples made but not kept (RejectedSample): rows in NNNNNN_rejects.parquet
+    rejects_sha256: str = ""
+    rejects_bytes: int = 0
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
@@ -123,14 +132,14 @@ def _plain(value: Any) -> Any:
 def remove_shard(root: Location, shard: int) -> None:
     """Delete a shard's files, done-marker first (so a half-deleted shard is never 'done')."""
     paths = ShardPaths(shard)
-    for rel in (paths.stats, paths.tar, paths.parquet):
+    for rel in (paths.stats, paths.tar, paths.parquet, paths.rejects):
         root.remove(rel)
 
 
 def write_shard(
     root: Location,
     shard: int,
-    samples: Iterable[Sample | SampleFailure],
+    samples: Iterable[Sample | SampleFailure | RejectedSample],
     *,
     fingerprint: str,
     label_schema: pa.Schema | None = None,
@@ -140,6 +149,8 @@ def write_shard(
 
     Any exception (from the sample iterator or the storage) removes this attempt's temporaries and
     propagates: the shard then has no stats and will be redone. Keys must be unique within the shard.
+    :class:`RejectedSample` rows go to ``NNNNNN_rejects.parquet`` (same schema), renamed into place
+    before the stats like the tar and Parquet.
     """
     started = time.perf_counter()
     paths = ShardPaths(shard)
@@ -147,14 +158,16 @@ def write_shard(
     remove_shard(root, shard)
     tmp_tar = temporary_name(paths.tar)
     tmp_parquet = temporary_name(paths.parquet)
+    tmp_rejects = temporary_name(paths.rejects)
     rows: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     try:
         with root.open(tmp_tar, "wb") as raw:
             hashing = HashingStream(raw)
             tar = TarSampleWriter(hashing)
             try:
-                _write_samples(tar, samples, shard, rows, failed)
+                _write_samples(tar, samples, shard, rows, failed, rejected)
             except BaseException:
                 tar.abandon()
                 raise
@@ -168,9 +181,18 @@ def write_shard(
         parquet_data = buffer.getvalue()
         with root.open(tmp_parquet, "wb") as f:
             f.write(parquet_data)
+        rejects_data = b""
+        if rejected:
+            buffer = io.BytesIO()
+            pq.write_table(pa.Table.from_pylist(rejected, schema=schema if label_schema is not None else _infer_schema(rejected)), buffer)
+            rejects_data = buffer.getvalue()
+            with root.open(tmp_rejects, "wb") as f:
+                f.write(rejects_data)
 
         root.rename(tmp_tar, paths.tar)
         root.rename(tmp_parquet, paths.parquet)
+        if rejected:
+            root.rename(tmp_rejects, paths.rejects)
         stats = ShardStats(
             shard=shard,
             count=len(rows),
@@ -188,12 +210,16 @@ def write_shard(
             pid=os.getpid(),
             finished_at=time.time(),
             extra=dict(extra or {}),
+            rejected=len(rejected),
+            rejects_sha256=hashlib.sha256(rejects_data).hexdigest() if rejected else "",
+            rejects_bytes=len(rejects_data),
         )
         root.write_bytes_atomic(paths.stats, stats.to_json())
         return stats
     except BaseException:
         root.remove(tmp_tar)
         root.remove(tmp_parquet)
+        root.remove(tmp_rejects)
         raise
 
 
@@ -231,10 +257,11 @@ class TarSampleWriter:
 
 def _write_samples(
     tar: TarSampleWriter,
-    samples: Iterable[Sample | SampleFailure],
+    samples: Iterable[Sample | SampleFailure | RejectedSample],
     shard: int,
     rows: list[dict[str, Any]],
     failed: list[dict[str, str]],
+    rejected: list[dict[str, Any]],
 ) -> None:
     seen: set[str] = set()
     for item in samples:
@@ -243,6 +270,12 @@ def _write_samples(
         seen.add(item.key)
         if isinstance(item, SampleFailure):
             failed.append({"key": item.key, "error": item.error})
+            continue
+        if isinstance(item, RejectedSample):
+            row = {k: _plain(v) for k, v in item.label.items()}
+            row.setdefault("key", item.key)
+            row.setdefault("shard", shard)
+            rejected.append(row)
             continue
         check_key(item.key)
         tar.write(item.key, item.files)
@@ -273,6 +306,8 @@ def is_complete(root: Location, stats: ShardStats | None, fingerprint: str) -> b
         return False
     paths = ShardPaths(stats.shard)
     try:
+        if stats.rejected and root.size(paths.rejects) != stats.rejects_bytes:
+            return False
         return root.size(paths.tar) == stats.tar_bytes and root.size(paths.parquet) == stats.parquet_bytes
     except FileNotFoundError:
         return False
@@ -295,9 +330,11 @@ def verify_shard(root: Location, stats: ShardStats) -> str | None:
     """None when the shard's tar and Parquet are exactly what its stats recorded (sha256 of both files,
     sizes, and the Parquet's row count == ``count``); else what differs, one short phrase."""
     paths = ShardPaths(stats.shard)
+    files = [(paths.tar, stats.tar_sha256, stats.tar_bytes), (paths.parquet, stats.parquet_sha256, stats.parquet_bytes)]
+    if stats.rejected:
+        files.append((paths.rejects, stats.rejects_sha256, stats.rejects_bytes))
     try:
-        for rel, want_sha, want_bytes in ((paths.tar, stats.tar_sha256, stats.tar_bytes),
-                                          (paths.parquet, stats.parquet_sha256, stats.parquet_bytes)):
+        for rel, want_sha, want_bytes in files:
             sha, size = file_sha256(root, rel)
             if size != want_bytes or sha != want_sha:
                 return f"{rel.rsplit('/', 1)[-1]} sha256 differs from its stats (changed after writing)"
@@ -310,6 +347,37 @@ def verify_shard(root: Location, stats: ShardStats) -> str | None:
     if rows != stats.count:
         return f"parquet has {rows} rows, stats say {stats.count}"
     return None
+
+
+def marked_shards(root: Location) -> list[int]:
+    """Shards that have a done-marker, from one listing of ``shards/``: names only, no marker is opened
+    (what the driver does at resume; the markers are read and checked by :func:`check_shard`)."""
+    suffix = "_stats.json"
+    found = []
+    for name in root.list(SHARDS_DIR):
+        if name.endswith(suffix) and TEMP_MARK not in name:
+            try:
+                found.append(int(name[: -len(suffix)]))
+            except ValueError:
+                continue
+    found.sort()
+    return found
+
+
+def check_shard(root: Location, shard: int, fingerprint: str, verify: bool = True) -> tuple[ShardStats | None, str | None]:
+    """One marked shard: (stats, None) when finished by the run `fingerprint` and intact (with `verify`:
+    tar + Parquet hash to its stats); (None, what differs) when it is a damaged shard of that run;
+    (None, None) when the marker is unreadable or of another run (not trusted, not reported)."""
+    stats = read_shard_stats(root, shard)
+    if stats is None or stats.fingerprint != fingerprint:
+        return None, None
+    if not is_complete(root, stats, fingerprint):
+        return None, "tar or parquet missing or of the wrong size"
+    if verify:
+        problem = verify_shard(root, stats)
+        if problem is not None:
+            return None, problem
+    return stats, None
 
 
 def completed_shards(

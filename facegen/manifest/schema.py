@@ -440,6 +440,128 @@ class Balance(StrictModel):
         return path
 
 
+# ---------------------------------------------------------------------------------------- verify
+#: `verify.mode`: off = nothing measured; measure = every image measured and kept (accepted / reject_reason
+#: say whether it is within tolerance); reject = images outside tolerance go to rejects.parquet, not the
+#: dataset; regenerate = as reject, then their plan rows are made again with new seeds, round after round.
+VERIFY_MODES = ("off", "measure", "reject", "regenerate")
+#: Attributes an in-loop estimator measures -> the analysis-registry kind whose backends may measure it.
+VERIFY_ATTRIBUTES = {"pose": "landmarks", "landmarks": "landmarks", "emotion": "emotion", "identity": "identity"}
+
+
+#: Backend names per registry kind that may measure in the loop (the `facegen.analysis` registry's,
+#: without dlib: its embeddings are not in the plan's identity space). Kept here so the manifest layer
+#: does not import the analysis backends; tests/verify_loop checks it against the registry.
+VERIFY_BACKENDS = {
+    "landmarks": ("mediapipe", "synthface"),
+    "emotion": ("emonet", "hsemotion", "synthface"),
+    "identity": ("arcface", "synthface"),
+}
+
+
+def _estimator_name(value: Any, attribute: str) -> Any:
+    """A backend of the attribute's kind, `auto` or `none` (weights are checked by the runner)."""
+    allowed = sorted({"auto", "none", *VERIFY_BACKENDS[VERIFY_ATTRIBUTES[attribute]]})
+    if not isinstance(value, str) or value not in allowed:
+        hint = " (dlib embeddings do not live in the plan's identity space)" if value == "dlib" else ""
+        raise ValueError(f"unknown {attribute} estimator {value!r}{hint}; use one of {', '.join(allowed)}")
+    return value
+
+
+class VerifyEstimators(StrictModel):
+    """Which analysis backend measures each attribute (`facegen.analysis` registry names). `auto`: the
+    synthface proxy for synthface models, else MediaPipe (pose, landmarks), the first of EmoNet / HSEmotion
+    whose weights exist (emotion) and ArcFace when its weights exist (identity), else `none`."""
+
+    pose: str = "auto"
+    landmarks: str = "auto"
+    emotion: str = "auto"
+    identity: str = "auto"
+
+    @field_validator("pose", "landmarks", "emotion", "identity", mode="before")
+    @classmethod
+    def _known(cls, value: Any, info: ValidationInfo) -> Any:
+        return _estimator_name(value, info.field_name)
+
+
+class VerifyTolerances(StrictModel):
+    """How far a measurement may be from its target. A null tolerance is not checked. Pose and landmarks
+    are checked on rows whose controls include `lmk`, emotion on rows whose controls include `emo`,
+    identity on every row; a face the estimators do not find is always out of tolerance."""
+
+    #: max |measured - target| over yaw, pitch and roll, degrees.
+    pose_deg: float | None = Field(15.0, gt=0.0, le=180.0)
+    #: mean 2D landmark distance to the target landmarks / target outer-eye-corner distance.
+    landmark_nme: float | None = Field(None, gt=0.0)
+    #: `match`: the measured emotion class must be the target class; `off`: not checked.
+    emotion: Literal["match", "off"] = "match"
+    #: measured probability of the target class must be at least this (0 = not checked).
+    emotion_min_prob: float = Field(0.0, ge=0.0, le=1.0)
+    #: cosine similarity of the image's identity embedding to the identity's reference vector.
+    identity_min_similarity: float | None = Field(None, ge=-1.0, le=1.0)
+
+    @field_validator("emotion", mode="before")
+    @classmethod
+    def _emotion(cls, value: Any) -> Any:
+        if value is False or value is None:  # YAML 1.1 reads a bare `off` as false
+            return "off"
+        if isinstance(value, str) and value not in ("match", "off"):
+            raise ValueError(f"unknown emotion tolerance {value!r}; use match (class must match) or off")
+        return value
+
+
+class Verify(StrictModel):
+    """Measure every generated image inside the generation actors, and keep / reject / regenerate it."""
+
+    mode: Literal["off", "measure", "reject", "regenerate"] = "off"
+    estimators: VerifyEstimators = Field(default_factory=VerifyEstimators)
+    tolerances: VerifyTolerances = Field(default_factory=VerifyTolerances)
+    #: regenerate: rounds in all (round 0 is the plan itself; 1 = no regeneration).
+    max_rounds: int = Field(3, ge=1, le=99)
+    #: regenerate: images generated over all rounds may reach this multiple of the plan's rows.
+    max_total_factor: float = Field(2.0, ge=1.0, le=100.0)
+    #: folder of bring-your-own estimator weights (default: $FACEGEN_MODELS, else ~/.cache/facegen/models).
+    models_dir: Path | None = None
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        if value is False:  # YAML 1.1 reads a bare `off` as false
+            return "off"
+        if isinstance(value, str) and value not in VERIFY_MODES:
+            raise ValueError(f"unknown mode {value!r}; use one of {', '.join(VERIFY_MODES)}")
+        return value
+
+    @field_validator("models_dir", mode="before")
+    @classmethod
+    def _models(cls, value: Any, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = _resolve_path(value, info)
+        if not path.is_dir():
+            raise ValueError(f"folder {path} does not exist; point it at the folder holding the estimator weights")
+        return path
+
+    @model_validator(mode="after")
+    def _tolerances_have_estimators(self) -> Verify:
+        t, e = self.tolerances, self.estimators
+        needs = (
+            ("pose_deg", t.pose_deg is not None, "pose"),
+            ("landmark_nme", t.landmark_nme is not None, "landmarks"),
+            ("emotion", t.emotion == "match" or t.emotion_min_prob > 0, "emotion"),
+            ("identity_min_similarity", t.identity_min_similarity is not None, "identity"),
+        )
+        if self.mode == "off":
+            return self
+        for tolerance, checked, attribute in needs:
+            if checked and getattr(e, attribute) == "none":
+                raise ValueError(
+                    f"tolerances.{tolerance} is checked but estimators.{attribute} is none; "
+                    f"choose an estimator for {attribute} or set the tolerance to null/off"
+                )
+        return self
+
+
 # ---------------------------------------------------------------------------------------- limits
 class Limits(StrictModel):
     """Raise the dataset-size caps for this manifest (defaults: FACEGEN_MAX_IMAGES / _IDENTITIES,
@@ -461,6 +583,9 @@ class Manifest(StrictModel):
     images_per_identity: int | None = Field(None, ge=1)
     targets: Targets = Field(default_factory=Targets)
     balance: Balance | None = None
+    #: In-loop measuring (see Verify). Left out of model_dump while absent, so manifests without it keep
+    #: their run fingerprint.
+    verify: Verify | None = Field(None, exclude_if=lambda v: v is None)
     #: Caps on the plan's size; they never change the samples, so they stay out of model_dump (and the
     #: run fingerprint): raising a cap does not make a finished dataset "a different manifest".
     limits: Limits = Field(default_factory=Limits, exclude=True)

@@ -87,11 +87,19 @@ def read_source_counts(manifest: Manifest) -> np.ndarray:
     except (pa.ArrowInvalid, OSError) as exc:
         raise manifest.error(("balance", "source"), f"cannot read {bal.source.name} as Parquet ({exc}); give a valid Parquet file") from None
     if bal.column not in schema.names:
+        if "measured_emotion" in schema.names:  # a facegen dataset: planned values are target_*, see labels.py
+            raise manifest.error(
+                ("balance", "column"),
+                f"{bal.source.name} is a facegen dataset's labels without a column {bal.column!r}; use column: "
+                "measured_emotion (what its estimators measured) or target_emotion (what was planned)",
+            )
         raise manifest.error(
             ("balance", "column"),
             f"{bal.source.name} has no column {bal.column!r} (has {', '.join(schema.names)}); name the emotion column",
         )
     col = pq.read_table(bal.source, columns=[bal.column]).column(bal.column)
+    if bal.column == "measured_emotion":
+        col = col.filter(pc.greater_equal(col, 0))  # -1 = not measured: nothing to count
     if col.null_count:
         raise manifest.error(("balance", "column"), f"{bal.column!r} has {col.null_count} empty (null) labels; drop or fill them")
     counts = pc.value_counts(col.combine_chunks())

@@ -224,6 +224,9 @@ class FaceCrafterPipeline(DiffusionPipeline):
         path = Path(pretrained_model_name_or_path)
         if "torch_dtype" in kwargs:  # diffusers 0.42 calls it `dtype`
             kwargs["dtype"] = kwargs.pop("torch_dtype")
+        # one dtype for every part: without it, diffusers keeps each component in its stored dtype
+        # (an fp16-shipped preset would mix fp16 and fp32 modules and fail on the first matmul)
+        kwargs.setdefault("dtype", torch.float32)
         if not path.is_dir():
             raise FacegenError("model folder does not exist; create one with `facegen model init`", where=str(path))
         info = read_model_info(path)

@@ -1,4 +1,4 @@
-"""``report.png``: what the manifest asked for (plan / targets) next to what the dataset holds."""
+"""``report.png``: per bin, target vs planned vs measured-accepted ("achieved"; only where measured)."""
 
 from __future__ import annotations
 
@@ -9,70 +9,72 @@ import numpy as np
 import pyarrow as pa
 
 from facegen.io.fs import Location
-from facegen.labels import CONTROL_SETS, EMOTION_NAMES
+from facegen.report.bins import ANGLES, BinTable, compute_bins
+from facegen.report.columns import ACHIEVED, NOT_MEASURED, accepted_mask, measured_array, measured_mask, target_array
 
 REPORT_NAME = "report.png"
 
 
-def _counts(table: pa.Table, column: str, values: list[Any]) -> np.ndarray:
-    if column not in table.column_names or table.num_rows == 0:
-        return np.zeros(len(values))
-    col = table.column(column).to_pylist()
-    return np.array([sum(1 for v in col if v == value) for value in values], dtype=float)
+def _manifest_dict(manifest: Any | None) -> dict[str, Any] | None:
+    if manifest is None or isinstance(manifest, dict):
+        return manifest
+    dump = getattr(manifest, "model_dump", None)
+    return dump(mode="json") if dump is not None else None
 
 
-def _column(table: pa.Table, name: str) -> np.ndarray:
-    if name not in table.column_names or table.num_rows == 0:
-        return np.zeros(0)
-    return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=float)
+def _bars(ax: Any, table: BinTable, axis: str, rotation: int = 0) -> None:
+    """Grouped bars per bin: target, planned and (only when measured) achieved."""
+    rows = table.axes.get(axis, [])
+    x = np.arange(len(rows))
+    measured = table.measured.get(axis, False)
+    series = [("target", [r.target for r in rows], "0.55"),
+              ("planned (written with this target)" if measured else NOT_MEASURED, [r.planned for r in rows], "tab:blue")]
+    if measured:
+        series.append((ACHIEVED, [r.measured_accepted or 0 for r in rows], "tab:green"))
+    width = 0.8 / len(series)
+    for i, (label, values, color) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label, color=color)
+    top = max((max(v, default=0) for _, v, _ in series), default=0)
+    ax.set_ylim(0, max(1, top) * 1.25)  # room for the legend above the bars
+    ax.set_xticks(x, [r.bin for r in rows], rotation=rotation, fontsize=8)
+    ax.set_title(f"{axis}: {table.status(axis)}")
+    ax.legend(fontsize=8, loc="upper right")
 
 
-def render_report(labels: pa.Table, plan: pa.Table, manifest: Any | None = None) -> bytes:
-    """PNG bytes: emotion classes, control sets, yaw/pitch/roll histograms and the V/A cloud."""
+def render_report(labels: pa.Table, plan: pa.Table, manifest: Any | None = None, bins: BinTable | None = None) -> bytes:
+    """PNG bytes: emotion classes, control sets, yaw / pitch / roll bins and the valence / arousal cloud."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    table = bins if bins is not None else compute_bins(plan, labels, _manifest_dict(manifest))
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5), dpi=80)
-    n = plan.num_rows
-    x = np.arange(len(EMOTION_NAMES))
-    ax = axes[0, 0]
-    ax.bar(x - 0.2, _counts(plan, "emotion", list(range(len(EMOTION_NAMES)))), 0.4, label="planned")
-    ax.bar(x + 0.2, _counts(labels, "emotion", list(range(len(EMOTION_NAMES)))), 0.4, label="written (planned, not measured)")
-    if manifest is not None:
-        target = np.asarray(manifest.targets.emotion.as_list()) * n
-        ax.scatter(x, target, marker="_", s=300, color="k", label="target", zorder=3)
-    ax.set_xticks(x, EMOTION_NAMES, rotation=35)
-    ax.set_title("emotion class")
-    ax.legend(fontsize=8)
-
-    ax = axes[0, 1]
-    xc = np.arange(len(CONTROL_SETS))
-    ax.bar(xc - 0.2, _counts(plan, "controls", list(CONTROL_SETS)), 0.4, label="planned")
-    ax.bar(xc + 0.2, _counts(labels, "controls", list(CONTROL_SETS)), 0.4, label="written (planned, not measured)")
-    ax.set_xticks(xc, CONTROL_SETS)
-    ax.set_title("control set")
-    ax.legend(fontsize=8)
+    _bars(axes[0, 0], table, "emotion", rotation=35)
+    _bars(axes[0, 1], table, "controls")
 
     ax = axes[0, 2]
-    ax.scatter(_column(labels, "valence"), _column(labels, "arousal"), s=6, alpha=0.6)
+    va = [target_array(labels, "valence"), target_array(labels, "arousal")]
+    if va[0] is not None and va[1] is not None:
+        ax.scatter(va[0], va[1], s=6, alpha=0.5, label="target")
+    mv, ma = measured_array(labels, "valence"), measured_array(labels, "arousal")
+    if mv is not None and ma is not None:
+        keep = measured_mask(labels) & accepted_mask(labels)
+        ax.scatter(mv[keep], ma[keep], s=6, alpha=0.6, color="tab:green", label=ACHIEVED)
+        ax.set_title("valence / arousal: target and measured")
+    else:
+        ax.set_title(f"valence / arousal: target, {NOT_MEASURED}")
     ax.set_xlim(-1, 1)
     ax.set_ylim(-1, 1)
     ax.set_xlabel("valence")
     ax.set_ylabel("arousal")
-    ax.set_title("valence / arousal (planned labels of written images)")
+    ax.legend(fontsize=8)
 
-    for ax, angle in zip(axes[1], ("yaw", "pitch", "roll")):
-        planned, achieved = _column(plan, angle), _column(labels, angle)
-        lo = min(planned.min(initial=0), achieved.min(initial=0)) - 1
-        hi = max(planned.max(initial=0), achieved.max(initial=0)) + 1
-        bins = np.linspace(lo, hi, 21)
-        ax.hist(planned, bins, alpha=0.5, label="planned")
-        ax.hist(achieved, bins, histtype="step", linewidth=2, label="written (planned, not measured)")
-        ax.set_title(f"{angle} (degrees)")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{labels.num_rows} of {n} planned samples")
+    for ax, angle in zip(axes[1], ANGLES):
+        _bars(ax, table, angle, rotation=20)
+        ax.set_title(f"{angle} (degrees): {table.status(angle)}")
+    status = ACHIEVED + " where measured" if table.any_measured else NOT_MEASURED
+    fig.suptitle(f"{labels.num_rows} samples, {plan.num_rows} planned; {status}")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -1,4 +1,5 @@
-"""``preview.jpg``: one row of samples per emotion class, read back from the shard tars."""
+"""``preview.jpg``: one row of samples per (target) emotion class, read back from the shard tars; accepted
+samples only when the dataset records acceptance."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PIL import Image, ImageDraw
 from facegen.io.fs import Location
 from facegen.io.reader import IMAGE_EXTS, ShardReader, image_ext
 from facegen.labels import EMOTION_NAMES
+from facegen.report.columns import accepted_mask, target_values
 
 PREVIEW_NAME = "preview.jpg"
 
@@ -23,13 +25,14 @@ def _read_images(root: Location, shard: int, keys: set[str]) -> dict[str, Image.
 
 
 def render_preview(root: Location, labels: pa.Table, per_class: int = 8, tile: int = 96) -> bytes:
-    """JPEG bytes of a grid: a labelled row per emotion class present, up to `per_class` samples each."""
+    """JPEG bytes of a grid: a labelled row per target emotion class present, up to `per_class` (accepted)
+    samples each."""
     chosen: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    if labels.num_rows:
-        for key, shard, emotion in zip(
-            labels.column("key").to_pylist(), labels.column("shard").to_pylist(), labels.column("emotion").to_pylist()
-        ):
-            if len(chosen[emotion]) < per_class:
+    emotions = target_values(labels, "emotion")
+    if labels.num_rows and emotions is not None:
+        rows = zip(labels.column("key").to_pylist(), labels.column("shard").to_pylist(), emotions, accepted_mask(labels))
+        for key, shard, emotion, accepted in rows:
+            if accepted and len(chosen[emotion]) < per_class:
                 chosen[emotion].append((key, shard))
     by_shard: dict[int, set[str]] = defaultdict(set)
     for items in chosen.values():

@@ -71,8 +71,14 @@ Balance (``facegen.runner.balance``; the generation worker is ``facegen.runner.g
     model folder read in the driver, and the dataset's writer lock taken (``facegen.io.lock.WriterLock``:
     one writer per DIR; flock locally, a renewed lease object on object stores). OSErrors of the machine
     (read-only, full disk, permissions) become one-line FacegenErrors (``facegen.errors.environment_error``).
-    Finalize writes labels, failures, reports, then ``summary.json`` LAST, on every run. Label columns: ``facegen.labels.GENERATED_SCHEMA`` (PLAN_SCHEMA + how
-    each image was made).
+    Finalize writes labels, rejects, failures, reports, then ``summary.json`` LAST, on every run. Label columns: ``facegen.labels.GENERATED_SCHEMA`` (the plan's
+    values renamed ``target_*``, how each image was made, and the in-loop measurements). With a manifest
+    ``verify:`` section the actors measure each batch after decoding (``facegen.runner.verification``:
+    ``resolve_verify`` in the driver, ``LoopMeasurer`` in the worker) and yield ``RejectedSample`` for images
+    outside tolerance (rows in ``NNNNNN_rejects.parquet``); mode regenerate runs further rounds
+    (``facegen.runner.rounds``: keys ``KEY_rNN``, seeds from (plan index, round), ``rounds/round_RR.parquet``)
+    on the same actor pool (``run_shards(..., close=False)``); ``facegen.runner.bins`` counts target /
+    planned / written / accepted / achieved (measured) / shortfall per bin for summary.json.
 
 Shard files (``facegen.io.shards``):
     ``write_shard(root: Location, shard, samples, *, fingerprint, label_schema=None, extra=None) -> ShardStats``,

@@ -1,12 +1,19 @@
-"""`facegen balance` as a library call: plan -> generate shards on Ray -> finalize.
+"""`facegen balance` as a library call: plan -> generate shards on Ray (measuring in the loop, rounds of
+regeneration) -> finalize.
 
     result = run_balance(BalanceConfig(manifest="manifests/demo.yaml", out="out/demo"))
+
+With a manifest `verify:` section the actors measure every image right after decoding; in mode
+regenerate the plan rows of rejected images are made again in further rounds (`facegen.runner.rounds`)
+on the same actor pool until every row has an accepted image or the budget is spent.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import math
 import shutil
 import signal
 import tempfile
@@ -19,8 +26,9 @@ from typing import Any, Literal
 import pyarrow.parquet as pq
 
 from facegen.errors import FacegenError, environment_error
-from facegen.io.fs import Location
+from facegen.io.fs import TEMP_MARK, Location
 from facegen.io.lock import (
+    DATASET_FORMAT,
     LOCK_NAME,
     Lock,
     WriterLock,
@@ -29,23 +37,26 @@ from facegen.io.lock import (
     read_lock,
     write_lock,
 )
-from facegen.io.shards import SHARDS_DIR, read_shard_stats
+from facegen.io.shards import SHARDS_DIR
 from facegen.runner.distributors import Distributor, make_distributor
 from facegen.runner.drills import pause_point
 from facegen.runner.finalize import (
     FAILURES_NAME,
     LABELS_NAME,
+    REJECTS_NAME,
     SUMMARY_NAME,
-    distribution_summary,
     write_failures,
     write_labels,
+    write_rejects,
     write_summary,
 )
 from facegen.labels import GENERATED_SCHEMA
+from facegen.runner.bins import bin_summary
 from facegen.runner.generation import GenerationWorker
-from facegen.runner.run import RunSummary, run_shards, verified_finished
+from facegen.runner.rounds import ROUNDS_DIR, make_round_plan, round_plan_name, rows_per_round_shard
+from facegen.runner.run import RunSummary, run_plan, verified_finished
 from facegen.runner.task import ShardTask
-from facegen.runner.units import units_from_parquet
+from facegen.runner.verification import VerifySettings, resolve_verify, verification_summary
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +66,7 @@ PLAN_FILES = ("identities.npy", "plan_summary.json", PLAN_NAME)
 REPORT_NAME = "report.png"
 PREVIEW_NAME = "preview.jpg"
 #: Everything `--overwrite` may delete (never anything else in DIR).
-OWNED = (SHARDS_DIR, *PLAN_FILES, LABELS_NAME, FAILURES_NAME, SUMMARY_NAME, REPORT_NAME, PREVIEW_NAME, LOCK_NAME)
+OWNED = (SHARDS_DIR, ROUNDS_DIR, *PLAN_FILES, LABELS_NAME, REJECTS_NAME, FAILURES_NAME, SUMMARY_NAME, REPORT_NAME, PREVIEW_NAME, LOCK_NAME)
 
 
 @dataclass
@@ -93,10 +104,13 @@ class BalanceResult:
 
     @property
     def complete(self) -> bool:
-        return not self.failed_shards and self.sample_failures == 0 and self.samples == self.plan_rows
+        """Every shard of every round written and no sample failed. Plan rows whose last image was
+        rejected (summary ``verification.dropped``: a reported shortfall) do not make a run incomplete."""
+        dropped = int(self.summary.get("verification", {}).get("dropped", 0))
+        return not self.failed_shards and self.sample_failures == 0 and self.samples + dropped == self.plan_rows
 
 
-def _load(manifest_path: str | Path, model_override: str | None = None) -> tuple[Any, Path, str, Lock]:
+def _load(manifest_path: str | Path, model_override: str | None = None) -> tuple[Any, Path, str, Lock, VerifySettings]:
     from facegen.manifest import load_manifest, resolve_model_dir
     from facegen.model.loading import model_hash
 
@@ -109,13 +123,19 @@ def _load(manifest_path: str | Path, model_override: str | None = None) -> tuple
     resolved = manifest.model_dump(mode="json")
     if manifest.model != "tiny":
         resolved["model"] = {"hash": mhash}  # where the weights live does not change the samples
+    verify = resolve_verify(manifest, model_dir)  # `auto` -> concrete estimators, weights checked (one line)
+    if "verify" in resolved:
+        # the estimators that judge the images are part of the run: a later run that finds other weights
+        # under `auto` is a different dataset, never silently mixed into this one
+        resolved["verify"]["estimators"] = verify.estimators()
+        resolved["verify"].pop("models_dir", None)
     lock = Lock.create(
         resolved,
         source=str(manifest_path),
         source_bytes=Path(manifest_path).read_bytes(),
         model={"dir": str(model_dir), "name": manifest.model, "hash": mhash},
     )
-    return manifest, model_dir, mhash, lock
+    return manifest, model_dir, mhash, lock, verify
 
 
 def prepare_output(root: Location, lock: Lock, overwrite: bool) -> bool:
@@ -123,11 +143,18 @@ def prepare_output(root: Location, lock: Lock, overwrite: bool) -> bool:
     existing = read_lock(root)
     if overwrite or abandoned_before_shards(root, existing, lock.fingerprint, SHARDS_DIR):  # the latter: no shard to lose
         for rel in OWNED:
-            if rel == SHARDS_DIR:
+            if rel in (SHARDS_DIR, ROUNDS_DIR):
                 root.remove_tree(rel)
             else:
                 root.remove(rel)
         existing = None
+    elif existing is not None and existing.get("fingerprint") != lock.fingerprint and existing.get("facegen_dataset") != DATASET_FORMAT:
+        raise FacegenError(
+            f"holds a dataset in facegen format {existing.get('facegen_dataset')} (planned labels under bare names, "
+            f"nothing measured); this facegen writes format {DATASET_FORMAT}: pass --overwrite to regenerate it or "
+            "choose another --out",
+            where=root.url,
+        )
     elif existing is not None and existing.get("fingerprint") != lock.fingerprint:
         raise FacegenError(
             f"holds a dataset of a different manifest or model ({existing.get('manifest_source', '?')}); "
@@ -198,10 +225,10 @@ def run_balance(cfg: BalanceConfig) -> BalanceResult:
     root = check_output(cfg.out)
     try:
         check_no_writer(root)  # a run in progress: refuse before the (slow) model hash
-        manifest, model_dir, mhash, lock = _load(cfg.manifest, cfg.model)
+        manifest, model_dir, mhash, lock, verify = _load(cfg.manifest, cfg.model)
         _check_model_folder(model_dir)
         with WriterLock(root):  # taken before anything is written, held until the end
-            return _run_locked(cfg, root, manifest, model_dir, mhash, lock)
+            return _run_locked(cfg, root, manifest, model_dir, mhash, lock, verify)
     except OSError as exc:
         env = environment_error(exc, root.url)
         if env is None:
@@ -223,15 +250,14 @@ def _check_model_folder(model_dir: Path) -> None:
                            "--model / the manifest's `model:` at a complete one") from None
 
 
-def _run_locked(cfg: BalanceConfig, root: Location, manifest: Any, model_dir: Path, mhash: str, lock: Lock) -> BalanceResult:
+def _run_locked(
+    cfg: BalanceConfig, root: Location, manifest: Any, model_dir: Path, mhash: str, lock: Lock, verify: VerifySettings | None = None
+) -> BalanceResult:
     resumed = prepare_output(root, lock, cfg.overwrite)
     root.remove(SUMMARY_NAME)  # written again LAST by finalize: a summary always describes the latest run
     pause_point("plan")
     plan_rows = ensure_plan(root, manifest)
     log.info("%s %s: %d planned samples", "resuming" if resumed else "starting", root.url, plan_rows)
-    # Verify before starting Ray: damaged shards are deleted here and redone like unfinished ones.
-    finished = verified_finished(root, lock.fingerprint)
-
     pause_point("distribute")
     distributor, threads = make_distributor(
         cfg.num_actors,
@@ -242,7 +268,7 @@ def _run_locked(cfg: BalanceConfig, root: Location, manifest: Any, model_dir: Pa
         max_attempts=cfg.max_attempts,
     )
     try:
-        return _generate(cfg, root, manifest, model_dir, mhash, lock, plan_rows, distributor, threads, finished)
+        return _generate(cfg, root, manifest, model_dir, mhash, lock, plan_rows, distributor, threads, None, verify)
     finally:
         distributor.close()  # also shuts down a Ray session make_distributor started
 
@@ -262,7 +288,9 @@ def _generate(
     distributor: Distributor,
     threads: int | None,
     finished: tuple[dict[int, Any], dict[int, str]] | None = None,
+    verify: VerifySettings | None = None,
 ) -> BalanceResult:
+    verify = verify or VerifySettings()
     worker_factory = functools.partial(
         GenerationWorker,
         str(model_dir),
@@ -272,6 +300,7 @@ def _generate(
         dtype=cfg.dtype,
         threads=threads,
         expected_model_hash=mhash,
+        verify=verify,
     )
     task = ShardTask(
         worker_factory,
@@ -280,30 +309,99 @@ def _generate(
         label_schema=GENERATED_SCHEMA,
         extra_stats={"model_hash": mhash, "manifest_sha256": lock.manifest_sha256},
     )
-    finished = finished if finished is not None else verified_finished(root, lock.fingerprint)
-    skip = set(finished[0])
-    units = units_from_parquet(root.url_of(PLAN_NAME), skip=skip)
-    run = run_shards(units, task, distributor, total_rows=plan_rows, progress=cfg.progress, description="balance", finished=finished)
-    # Units of skipped shards never reach run_shards: count them as resumed here.
-    for shard in skip:
-        if shard not in run.done:
-            stats = read_shard_stats(root, shard)
-            if stats is not None:
-                run.done[shard] = stats
-                run.resumed.append(shard)
-    return finalize(root, manifest, lock, plan_rows, run, reports=cfg.reports)
+    # Resume: the driver lists the markers; the actors read them and re-hash each shard's files (damaged
+    # shards are deleted here and redone like unfinished ones).
+    finished = finished if finished is not None else verified_finished(root, lock.fingerprint, distributor, task)
+    spp = manifest.output.samples_per_shard
+    round0_shards = -(-plan_rows // spp)
+    run = RunSummary(damaged=dict(finished[1]))
+    rounds_run = 0
+    plan_url, shards, rows = root.url_of(PLAN_NAME), range(0, round0_shards), plan_rows
+    generated = plan_rows
+    budget = int(math.floor(verify.max_total_factor * plan_rows + 1e-9))
+    for round_ in range(verify.rounds):
+        if round_ > 0:
+            # the previous round's rejects decide this round's rows: written once, reused on resume
+            if any(s in run.failed or s not in run.done for s in shards):
+                break  # a shard of the previous round failed: its rejects are unknown (re-run resumes)
+            plan_url, shards, rows = _round_plan(root, manifest, run, shards, round_, round0_shards, budget - generated)
+            if rows == 0:
+                break
+            generated += rows
+            pause_point(f"round-{round_}")
+        rounds_run += 1
+        _run_round(cfg, root, task, distributor, run, finished[0], plan_url, shards, rows, round_, close=round_ == verify.rounds - 1)
+    return finalize(root, manifest, lock, plan_rows, run, reports=cfg.reports, verify=verify, rounds_run=rounds_run)
 
 
-def finalize(root: Location, manifest: Any, lock: Lock, plan_rows: int, run: RunSummary, reports: bool = True) -> BalanceResult:
-    """labels.parquet, failures.parquet, the reports, then summary.json LAST (so a summary means the rest
-    is there). Runs on every (re-)run, resumed ones included. A report that cannot be drawn is a warning
-    recorded in the summary, never a crash of a dataset whose shards are complete."""
+def _run_round(
+    cfg: BalanceConfig,
+    root: Location,
+    task: ShardTask,
+    distributor: Distributor,
+    run: RunSummary,
+    finished: dict[int, Any],
+    plan_url: str,
+    shards: range,
+    rows: int,
+    round_: int,
+    *,
+    close: bool,
+) -> None:
+    """Generate the shards of one round (resuming finished ones) and add the result to `run`."""
+    mine = {s: st for s, st in finished.items() if s in shards}
+    description = "balance" if round_ == 0 else f"balance round {round_}"
+    result = run_plan(plan_url, task, distributor, total_rows=rows, progress=cfg.progress, description=description,
+                      finished=(mine, {}), close=close)  # fmt: skip
+    run.merge(result)
+
+
+def _round_plan(
+    root: Location, manifest: Any, run: RunSummary, previous: range, round_: int, round0_shards: int, budget_left: int
+) -> tuple[str, range, int]:
+    """(URL, shard range, rows) of round `round_`: the plan rows of the previous round's rejects, as many
+    as `budget_left` allows. Read back when an earlier run already wrote it (resume); else written now."""
+    rel = round_plan_name(round_)
+    for name in root.list(ROUNDS_DIR):  # leftovers of a write that was killed
+        if TEMP_MARK in name:
+            root.remove(f"{ROUNDS_DIR}/{name}")
+    if not root.exists(rel):
+        from facegen.runner.finalize import collect_rejects
+
+        rejected = collect_rejects(root, {s: run.done[s] for s in previous}, GENERATED_SCHEMA)
+        limit = min(rejected.num_rows, max(0, budget_left))
+        per_shard = rows_per_round_shard(limit, round0_shards, manifest.output.samples_per_shard)
+        table = make_round_plan(rejected, round_, seed=manifest.seed, first_shard=previous.stop, rows_per_shard=per_shard, limit=limit)
+        root.makedirs(ROUNDS_DIR)
+        root.write_parquet_atomic(rel, table, row_group_size=per_shard)  # row groups never straddle shards
+    with root.open(rel, "rb") as f:
+        shard_col = pq.read_table(f, columns=["shard"]).column("shard").to_numpy()
+    if len(shard_col) == 0:
+        return root.url_of(rel), range(previous.stop, previous.stop), 0
+    return root.url_of(rel), range(int(shard_col.min()), int(shard_col.max()) + 1), len(shard_col)
+
+
+def finalize(
+    root: Location,
+    manifest: Any,
+    lock: Lock,
+    plan_rows: int,
+    run: RunSummary,
+    reports: bool = True,
+    verify: VerifySettings | None = None,
+    rounds_run: int = 1,
+) -> BalanceResult:
+    """labels.parquet, rejects.parquet, failures.parquet, the reports, then summary.json LAST (so a
+    summary means the rest is there). Runs on every (re-)run, resumed ones included. A report that cannot
+    be drawn is a warning recorded in the summary, never a crash of a dataset whose shards are complete."""
+    verify = verify or VerifySettings()
     pause_point("finalize")
     labels = write_labels(root, run.done, GENERATED_SCHEMA)
-    write_failures(root, run.done, run.failed)
+    rejects = write_rejects(root, run.done, GENERATED_SCHEMA)
+    failures = write_failures(root, run.done, run.failed)
     with root.open(PLAN_NAME, "rb") as f:
         plan = pq.read_table(f, columns=["emotion", "controls", "yaw", "pitch", "roll", "valence", "arousal"])
-    new_seconds = sum(run.done[s].seconds for s in run.done if s not in run.resumed)
+    new_seconds = run.new_seconds  # aggregated as shards finished (`s not in run.resumed` was O(n^2))
     report_errors: dict[str, str] = {}
     if reports:
         from facegen.report import write_preview, write_report
@@ -323,6 +421,10 @@ def finalize(root: Location, manifest: Any, lock: Lock, plan_rows: int, run: Run
     else:  # a stale report of an earlier run must not pass for this one's
         for name in (REPORT_NAME, PREVIEW_NAME):
             root.remove(name)
+    failed_keys = [k for k in failures.column("key").to_pylist() if k is not None]
+    verification = verification_summary(verify, labels, rejects, plan_rows=plan_rows, failed_keys=failed_keys, rounds_run=rounds_run)
+    plan_summary = json.loads(root.read_bytes("plan_summary.json")) if root.exists("plan_summary.json") else {}
+    measured = {"pose": verify.measures and verify.pose != "none", "emotion": verify.measures and verify.emotion != "none"}
     summary: dict[str, Any] = {
         "dataset": root.url,
         "complete": False,
@@ -336,17 +438,24 @@ def finalize(root: Location, manifest: Any, lock: Lock, plan_rows: int, run: Run
         "damaged_shards_redone": {str(k): v for k, v in sorted(run.damaged.items())},
         "retried_shards": {str(k): v for k, v in sorted(run.retried.items())},
         "new_samples": run.new_samples,
+        "new_images_generated": run.new_generated,
         "wall_seconds": round(run.seconds, 3),
-        "images_per_second": round(run.new_samples / run.seconds, 3) if run.seconds > 0 and run.new_samples else None,
+        # generated images (kept + rejected) per second: what the actors did
+        "images_per_second": round(run.new_generated / run.seconds, 3) if run.seconds > 0 and run.new_generated else None,
         "actor_seconds": round(new_seconds, 3),
         "fingerprint": lock.fingerprint,
         "model": lock.model,
-        "distributions": distribution_summary(labels, plan),
+        "verification": verification,
+        "distributions": bin_summary(labels, plan, plan_summary, measured=measured, pose_tolerance=verify.pose_deg),
         "reports": sorted({REPORT_NAME, PREVIEW_NAME} - set(report_errors)) if reports else [],
         "report_errors": report_errors,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    summary["complete"] = not run.failed and run.sample_failures == 0 and labels.num_rows == plan_rows
+    summary["complete"] = not run.failed and run.sample_failures == 0 and labels.num_rows + verification["dropped"] == plan_rows
+    if verification["shortfall"] and verify.drops_rejects:
+        log.warning("%d planned image(s) have no accepted image (budget spent); see summary.json and rejects.parquet", verification["shortfall"])
+    from facegen.report.card import write_dataset_card  # README.md card + report.html (issue 11, point 5)
+    summary.update(write_dataset_card(root, summary, reports=reports))
     write_summary(root, summary)
     return BalanceResult(root.url, plan_rows, labels.num_rows, run.sample_failures, dict(run.failed), run, summary)
 

@@ -11,13 +11,14 @@ import os
 import socket
 import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from facegen.errors import FacegenError, environment_error
 from facegen.ray_session import connect_ray
 from facegen.io.samples import Sample, SampleFailure
 from facegen.io.shards import ShardStats, remove_temporaries
+from facegen.runner.aggregate import VERIFY_BATCH, ShardDone, check_shards
 from facegen.runner.task import ShardTask, UnitOutcome, Worker
 from facegen.runner.units import WorkUnit
 
@@ -128,6 +129,11 @@ class ShardActor:
         self.shards_done += 1
         return stats
 
+    def verify(self, shards: list[int], fingerprint: str) -> list[tuple[int, ShardDone | None, str | None]]:
+        """Read and check the markers of `shards` (sizes, sha256 of tar + Parquet) for the driver's
+        resume, which only lists them. Needs no worker."""
+        return check_shards(self.task.root, shards, fingerprint)
+
     def _crash_after_first(self, samples: Iterable[Sample | SampleFailure]) -> Iterator[Sample | SampleFailure]:
         for i, sample in enumerate(samples):
             if i == 1 and _claim(self.crash_marker):  # the first sample is already in the temp tar
@@ -155,6 +161,10 @@ class RayDistributor:
         num_gpus: GPUs per actor (0 on CPU; 1, or 0.5 to pack two actors per GPU).
         max_attempts: tries per unit (actor death or worker exception) before it is reported failed.
         max_replacements: actors that may be started to replace dead ones (default 2 x num_actors).
+        spare_actors: warm spares started with the pool (each reserves `num_cpus`/`num_gpus` and builds
+            the worker) that take no work until an actor dies: then one takes its place at once and a new
+            spare starts in the background. Without spares a replacement starts in the background and
+            its slot idles until it has built the worker (a model load on GPU actors).
         address: Ray address to connect to when Ray is not initialised yet (None: $RAY_ADDRESS, else a
             new local Ray; see :mod:`facegen.ray_session`).
         actor_options: extra ``ray.remote`` options (``runtime_env``, ``resources``, ...).
@@ -174,6 +184,7 @@ class RayDistributor:
         actor_options: dict[str, Any] | None = None,
         crash_marker: str | None = None,
         owns_ray: bool = False,
+        spare_actors: int = 0,
     ) -> None:
         if num_actors < 1:
             raise FacegenError("must be at least 1", where="--num-actors")
@@ -192,6 +203,11 @@ class RayDistributor:
         self._task_ref: Any = None
         self._num_cpus = 0.0
         self._idle: deque[Any] = deque()
+        self.spare_actors = max(0, spare_actors)
+        self._spares: deque[Any] = deque()  # ready, holding no work
+        self._starting: dict[Any, Any] = {}  # ready() ref -> actor still building its worker
+        self._working = 0  # actors of the working pool (idle or busy), at most num_actors
+        self._replacements = 0
 
     # -- Ray session -------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -230,23 +246,103 @@ class RayDistributor:
 
     # -- scheduling loop ------------------------------------------------------------------------
     def start(self, task: ShardTask, wait: bool = True) -> None:
-        """Create the actor pool for `task` (each builds its worker); with `wait`, block until all are
-        ready. Optional: `run` starts the pool itself; call this to separate start-up from work."""
+        """Create the actor pool for `task` (each builds its worker) and its warm spares; with `wait`,
+        block until all are ready. Optional: `run` starts the pool itself; call this to separate start-up
+        from work."""
         ray = self._connect()
         self._num_cpus, _ = self._resources(ray)
         self._task = task
         self._task_ref = ray.put(task)
+        self._replacements = 0
         self._idle = deque(self._new_actor(ray, self._task_ref, self._num_cpus) for _ in range(self.num_actors))
+        self._working = self.num_actors
+        self._spares = deque()
+        self._starting = {}
+        spares = [self._new_actor(ray, self._task_ref, self._num_cpus) for _ in range(self.spare_actors)]
         if wait:
             from ray.exceptions import RayTaskError
 
             try:
-                ray.get([actor.ready.remote() for actor in self._idle])
+                ray.get([actor.ready.remote() for actor in [*self._idle, *spares]])
             except RayTaskError as exc:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, WorkerStartError):
                     raise start_failure(cause) from None
                 raise
+            self._spares.extend(spares)
+        else:
+            self._starting.update({actor.ready.remote(): actor for actor in spares})
+
+    def _replace(self, ray: Any) -> None:
+        """An actor of the working pool died: a ready spare takes its place now; a new actor (spare or
+        replacement, whichever is short when it is ready) starts in the background, within the budget."""
+        self._working -= 1
+        if self._spares:
+            self._idle.append(self._spares.popleft())
+            self._working += 1
+        if self._replacements < self.max_replacements:
+            self._replacements += 1
+            actor = self._new_actor(ray, self._task_ref, self._num_cpus)
+            self._starting[actor.ready.remote()] = actor
+
+    def _started(self, ray: Any, ref: Any) -> None:
+        """A background actor finished building its worker: it joins the working pool if that is short,
+        else it waits as a spare. One that died while starting is replaced (within the budget)."""
+        from ray.exceptions import RayActorError, RayTaskError
+
+        actor = self._starting.pop(ref)
+        try:
+            ray.get(ref)
+        except RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, WorkerStartError):
+                raise start_failure(cause) from None
+            raise
+        except RayActorError as exc:
+            log.warning("a new actor failed to start: %s", _error_text(exc).splitlines()[0])
+            self._forget(ray, actor)
+            self._working += 1  # _replace counts a working actor as lost
+            self._replace(ray)
+            return
+        if self._working < self.num_actors:
+            self._working += 1
+            self._idle.append(actor)
+        else:
+            self._spares.append(actor)
+
+    def verify(self, shards: Sequence[int], task: ShardTask) -> Iterator[tuple[int, ShardDone | None, str | None]]:
+        """Check finished shards on the pool (markers read, files hashed by the actors, in batches of
+        ``VERIFY_BATCH``) for :func:`~facegen.runner.run.verified_finished`: the driver only lists."""
+        ray = self._connect()
+        from ray.exceptions import RayActorError
+
+        if self._task is not task:
+            self.start(task, wait=False)
+        batches = deque(list(shards[i : i + VERIFY_BATCH]) for i in range(0, len(shards), VERIFY_BATCH))
+        inflight: dict[Any, tuple[Any, list[int]]] = {}
+        while batches or inflight:
+            while self._idle and batches:
+                actor, batch = self._idle.popleft(), batches.popleft()
+                inflight[actor.verify.remote(batch, task.fingerprint)] = (actor, batch)
+            if not inflight and not self._starting:  # no actor left: check the rest here
+                while batches:
+                    yield from check_shards(task.root, batches.popleft(), task.fingerprint)
+                break
+            ready, _ = ray.wait([*inflight, *self._starting], num_returns=1, timeout=1.0)
+            for ref in ready:
+                if ref in self._starting:
+                    self._started(ray, ref)
+                    continue
+                actor, batch = inflight.pop(ref)
+                try:
+                    results = ray.get(ref)
+                except RayActorError:
+                    self._forget(ray, actor)
+                    self._replace(ray)
+                    batches.append(batch)
+                    continue
+                self._idle.append(actor)
+                yield from results
 
     def run(self, units: Iterable[WorkUnit], task: ShardTask) -> Iterator[UnitOutcome]:
         ray = self._connect()
@@ -254,10 +350,9 @@ class RayDistributor:
 
         if self._task is not task:
             self.start(task, wait=False)
-        task_ref, num_cpus, idle = self._task_ref, self._num_cpus, self._idle
+        idle = self._idle
         source = iter(units)
         retry: deque[tuple[WorkUnit, int]] = deque()
-        replacements = 0
         exhausted = False
 
         def next_unit() -> tuple[WorkUnit, int] | None:
@@ -272,15 +367,6 @@ class RayDistributor:
                 exhausted = True
                 return None
 
-        starting: dict[Any, Any] = {}  # ready() ref -> replacement actor still loading its worker
-
-        def replace() -> None:
-            nonlocal replacements
-            if replacements < self.max_replacements:
-                replacements += 1
-                actor = self._new_actor(ray, task_ref, num_cpus)
-                starting[actor.ready.remote()] = actor  # gets work once ready; live actors take retries meanwhile
-
         while True:
             while idle:
                 item = next_unit()
@@ -289,31 +375,20 @@ class RayDistributor:
                 actor = idle.popleft()
                 unit, attempt = item
                 self._inflight[actor.run.remote(unit)] = (actor, unit, attempt)
-            if not self._inflight and not starting:
+            if not self._inflight:
                 item = next_unit()
                 if item is None:
-                    break
-                # Every actor is gone and the replacement budget is spent: fail what is left.
-                unit, attempt = item
-                yield UnitOutcome(unit.shard, unit.num_rows, None, "no actors left (all died)", attempt)
-                continue
-            ready, _ = ray.wait([*self._inflight, *starting], num_returns=1, timeout=1.0)
+                    break  # all done (spares still starting are not waited for)
+                if not self._starting:
+                    # Every actor is gone and the replacement budget is spent: fail what is left.
+                    unit, attempt = item
+                    yield UnitOutcome(unit.shard, unit.num_rows, None, "no actors left (all died)", attempt)
+                    continue
+                retry.appendleft(item)  # waits for an actor that is starting
+            ready, _ = ray.wait([*self._inflight, *self._starting], num_returns=1, timeout=1.0)
             for ref in ready:
-                if ref in starting:
-                    actor = starting.pop(ref)
-                    try:
-                        ray.get(ref)
-                    except RayTaskError as exc:
-                        cause = getattr(exc, "cause", None)
-                        if isinstance(cause, WorkerStartError):
-                            raise start_failure(cause) from None
-                        raise
-                    except RayActorError as exc:
-                        log.warning("replacement actor failed to start: %s", _error_text(exc).splitlines()[0])
-                        self._forget(ray, actor)
-                        replace()
-                    else:
-                        idle.append(actor)
+                if ref in self._starting:
+                    self._started(ray, ref)  # joins the pool (or waits as a spare); live actors took retries meanwhile
                     continue
                 actor, unit, attempt = self._inflight.pop(ref)
                 try:
@@ -322,7 +397,7 @@ class RayDistributor:
                     error = f"actor died: {_error_text(exc).splitlines()[0]}"
                     self._forget(ray, actor)
                     remove_temporaries(task.root, unit.shard)  # nothing else writes this shard now
-                    replace()
+                    self._replace(ray)  # a warm spare takes over at once; a new one starts in the background
                 except (RayTaskError, GetTimeoutError) as exc:  # the worker raised; the actor lives on
                     cause = getattr(exc, "cause", None)
                     if isinstance(cause, WorkerStartError):
@@ -359,6 +434,8 @@ class RayDistributor:
         for actor in list(self._actors):
             self._forget(ray, actor)
         self._idle.clear()
+        self._spares.clear()
+        self._starting.clear()
         self._task = None
         if self._inflight:
             try:

@@ -4,8 +4,10 @@
 marker file and wait there until the test deletes the marker (at most 60 s), so a test can deliver
 SIGINT / SIGTERM, or start a competing run, at exactly that moment.
 Pause points of ``balance``: ``plan`` (lock taken, before the plan is written), ``distribute`` (before
-Ray is joined/started), ``shard-done`` (after each finished shard, in ``run_shards``), ``finalize``
-(shards done, before labels and reports).
+Ray is joined/started), ``shard-done`` (after the first finished shard, in ``run_shards``),
+``shard-done-N`` (after shard N finished: e.g. a shard of a later regeneration round), ``round-R``
+(regeneration round R's rows written, before its first shard), ``finalize`` (shards done, before labels
+and reports).
 """
 
 from __future__ import annotations

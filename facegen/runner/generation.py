@@ -1,4 +1,10 @@
-"""The generation worker: one FaceCrafter pipeline per actor, plan rows in, encoded samples out."""
+"""The generation worker: one FaceCrafter pipeline per actor, plan rows in, encoded samples out.
+
+With in-loop verification (manifest `verify:`) the same actor measures every decoded batch right after
+the sampler, before encoding (`facegen.runner.verification.LoopMeasurer`), and yields images outside
+tolerance as `RejectedSample` in modes reject / regenerate. Labels use GENERATED_SCHEMA: the plan's
+values under ``target_*`` names (`facegen.labels.TARGET_RENAMES`) next to the ``measured_*`` columns.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +23,10 @@ import pyarrow as pa
 from PIL import Image
 
 from facegen.io.fs import Location
-from facegen.io.samples import Sample, SampleFailure
-from facegen.labels import GENERATED_SCHEMA
+from facegen.io.samples import RejectedSample, Sample, SampleFailure
+from facegen.labels import GENERATED_SCHEMA, TARGET_RENAMES
 from facegen.runner.units import WorkUnit
+from facegen.runner.verification import LoopMeasurer, VerifySettings, unmeasured_columns
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +114,7 @@ class GenerationWorker:
 
     Rows sharing a control set are batched (``sampler.batch_size``); results are yielded in plan order.
     A batch that raises is retried sample by sample so one bad sample becomes one ``SampleFailure``.
+    `verify` (resolved in the driver): the estimators are loaded here once and run on every batch.
     """
 
     def __init__(
@@ -119,6 +127,7 @@ class GenerationWorker:
         dtype: str | None = None,
         threads: int | None = None,
         expected_model_hash: str | None = None,
+        verify: VerifySettings | None = None,
     ) -> None:
         import torch
 
@@ -143,10 +152,12 @@ class GenerationWorker:
         self.pipe.set_progress_bar_config(disable=True)
         self.builder = ConditionBuilder(_local_plan_dir(plan_url), manifest, self.pipe.landmark_image_size)
         self.size = self.settings.image_size or int(self.pipe.resolution)
+        self.verify = verify or VerifySettings()
+        self.measurer = LoopMeasurer(self.verify, self.builder) if self.verify.measures else None
 
-    def process(self, unit: WorkUnit) -> Iterator[Sample | SampleFailure]:
+    def process(self, unit: WorkUnit) -> Iterator[Sample | SampleFailure | RejectedSample]:
         rows = unit.rows
-        results: dict[int, Sample | SampleFailure] = {}
+        results: dict[int, Sample | SampleFailure | RejectedSample] = {}
         for batch in _group_batches(rows.column("controls").to_pylist(), self.settings.batch_size):
             for pos, item in zip(batch, self._generate(rows.take(batch))):
                 results[pos] = item
@@ -154,7 +165,7 @@ class GenerationWorker:
             yield results[pos]
 
     # -- one batch ------------------------------------------------------------------------------
-    def _generate(self, rows: pa.Table) -> list[Sample | SampleFailure]:
+    def _generate(self, rows: pa.Table) -> list[Sample | SampleFailure | RejectedSample]:
         try:
             return self._run(rows)
         except Exception as exc:  # noqa: BLE001 - isolate the culprit sample(s) below
@@ -163,7 +174,7 @@ class GenerationWorker:
             log.warning("batch of %d failed (%s); retrying one by one", rows.num_rows, exc)
             return [item for i in range(rows.num_rows) for item in self._generate(rows.slice(i, 1))]
 
-    def _run(self, rows: pa.Table) -> list[Sample | SampleFailure]:
+    def _run(self, rows: pa.Table) -> list[Sample | SampleFailure | RejectedSample]:
         from facegen.model.pipeline import GuidanceWeights, to_uint8
 
         s = self.settings
@@ -184,19 +195,24 @@ class GenerationWorker:
         )
         images = to_uint8(out.images)
         lmk = cond.landmark_uint8 if s.store_landmark_image else None
-        samples: list[Sample | SampleFailure] = []
+        # measured on the decoded pixels, in this actor, before encoding (no second pass over the tars)
+        measured = self.measurer.measure(images, rows) if self.measurer is not None else [unmeasured_columns()] * rows.num_rows
+        samples: list[Sample | SampleFailure | RejectedSample] = []
         for i, row in enumerate(rows.to_pylist()):
-            samples.append(self._sample(row, images[i], None if lmk is None else lmk[i]))
+            samples.append(self._sample(row, images[i], None if lmk is None else lmk[i], measured[i]))
         return samples
 
-    def _sample(self, row: dict[str, Any], pixels: np.ndarray, lmk: np.ndarray | None) -> Sample | SampleFailure:
+    def _sample(
+        self, row: dict[str, Any], pixels: np.ndarray, lmk: np.ndarray | None, measured: dict[str, Any]
+    ) -> Sample | SampleFailure | RejectedSample:
         s = self.settings
         key = row["key"]
         if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
             return SampleFailure(key, f"ValueError: pipeline returned an image of shape {pixels.shape} {pixels.dtype}")
         if pixels.max() == pixels.min():
             return SampleFailure(key, "ValueError: constant image (NaN/inf in the sampler output?)")
-        label = dict(row)
+        label = {TARGET_RENAMES.get(k, k): v for k, v in row.items()}  # planned values are targets
+        label["round"] = int(row.get("round", 0))
         label.update(
             image_format=s.image_format,
             width=int(pixels.shape[1]),
@@ -208,6 +224,10 @@ class GenerationWorker:
             guidance_emo=s.guidance_emo,
             model_id=str(self.pipe.model_id),
         )
+        label.update(measured)
+        label = {name: label[name] for name in GENERATED_SCHEMA.names}  # the schema's columns, in its order
+        if self.verify.drops_rejects and not label["accepted"]:
+            return RejectedSample(key, label)  # its row goes to the shard's rejects Parquet, no image
         meta = {k: _json_value(v) for k, v in label.items()}
         meta["guidance"] = {"id": s.guidance_id, "lmk": s.guidance_lmk, "emo": s.guidance_emo}
         # which guidance intervals made this sample (null = eq. 6 at every step); JSON only, no Parquet column

@@ -9,6 +9,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from facegen.io.samples import Sample, SampleFailure
 from facegen.runner.units import WorkUnit
@@ -19,7 +20,11 @@ class SimulatedWorker:
 
     Faults: rows whose key is in `fail_keys` become :class:`SampleFailure`; the first attempt at each shard
     in `crash_shards` kills the process (``os._exit``) mid-shard, claimed once per shard through a marker
-    file in `crash_dir` so the retry succeeds; shards in `fail_shards` always raise (a worker bug).
+    file in `crash_dir` so the retry succeeds (after the first sample, or at `crash_at` x the shard's time
+    when `crash_at` < 1); shards in `fail_shards` always raise (a worker bug). `label_rows`: each sample's
+    label is its whole row (like the generation worker's plan columns) over `label_defaults`, else just
+    its index.
+    ``SimulatedWorker(0.0)`` is the zero-cost worker of ``benchmarks/driver_scale.py``.
     """
 
     def __init__(
@@ -29,27 +34,41 @@ class SimulatedWorker:
         crash_shards: frozenset[int] | set[int] = frozenset(),
         crash_dir: str | None = None,
         fail_shards: frozenset[int] | set[int] = frozenset(),
+        crash_at: float = 1.0,
+        label_rows: bool = False,
+        label_defaults: dict[str, Any] | None = None,
     ) -> None:
         self.seconds_per_shard = seconds_per_shard
         self.fail_keys = frozenset(fail_keys)
         self.crash_shards = frozenset(crash_shards)
         self.crash_dir = crash_dir
         self.fail_shards = frozenset(fail_shards)
+        self.crash_at = crash_at
+        self.label_rows = label_rows
+        self.label_defaults = dict(label_defaults or {})
         self.pid = os.getpid()
 
     def process(self, unit: WorkUnit) -> Iterator[Sample | SampleFailure]:
-        time.sleep(self.seconds_per_shard)
+        crashing = unit.shard in self.crash_shards
+        if crashing and self.crash_at < 1.0:  # die part-way through the shard's time, before any sample
+            time.sleep(self.seconds_per_shard * self.crash_at)
+            if self._claim(unit.shard):
+                os._exit(23)
+            time.sleep(self.seconds_per_shard * (1.0 - self.crash_at))
+        elif self.seconds_per_shard:
+            time.sleep(self.seconds_per_shard)
         if unit.shard in self.fail_shards:
             raise RuntimeError(f"injected error in shard {unit.shard}")
         for i, row in enumerate(unit.rows.to_pylist()):
-            if i == 1 and unit.shard in self.crash_shards and self._claim(unit.shard):
+            if i == 1 and crashing and self.crash_at >= 1.0 and self._claim(unit.shard):
                 os._exit(23)
             key = str(row["key"])
             if key in self.fail_keys:
                 yield SampleFailure(key, "ValueError: injected failure")
                 continue
             payload = {"key": key, "index": row.get("index", i)}
-            yield Sample(key, {"txt": key.encode(), "json": json.dumps(payload).encode()}, {"index": payload["index"]})
+            label = {**self.label_defaults, **row} if self.label_rows else {"index": payload["index"]}
+            yield Sample(key, {"txt": key.encode(), "json": json.dumps(payload).encode()}, label)
 
     def _claim(self, shard: int) -> bool:
         if not self.crash_dir:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,23 @@ class WorkUnit:
     @property
     def num_rows(self) -> int:
         return self.rows.num_rows
+
+    def __reduce__(self) -> tuple[Any, tuple[int, bytes]]:
+        """Pickle only the unit's own rows, as Arrow IPC: a slice of a plan row group pickles its whole
+        parent buffers otherwise (a one-row unit of a 1M-row group was ~170 KB), and Ray's own Arrow
+        reducer copies slices in Python (~0.3 ms per unit in the driver)."""
+        return _unit_from_ipc, (self.shard, _to_ipc(self.rows))
+
+
+def _to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _unit_from_ipc(shard: int, data: bytes) -> WorkUnit:
+    return WorkUnit(shard, pa.ipc.open_stream(data).read_all())
 
 
 def assign_shards(table: pa.Table, rows_per_shard: int, column: str = "shard") -> pa.Table:

@@ -98,12 +98,55 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return x
 
 
-class EstimatorRunner:
-    """A loaded estimator in eval mode; `measure(images)` in batches."""
+def features_from_embedding(embeddings: np.ndarray) -> np.ndarray:
+    """(..., 512) identity embeddings -> (..., 23) standardised identity features, up to a positive scale
+    per row (the projection has full row rank, so least squares inverts it; L2 normalisation lost the scale)."""
+    return np.asarray(embeddings, np.float64) @ np.linalg.pinv(embedding_projection())
 
-    def __init__(self, model: SynthfaceEstimator, batch_size: int = 256) -> None:
+
+def observable_identity_similarity(
+    embeddings: np.ndarray, references: np.ndarray, reliability: np.ndarray | None
+) -> np.ndarray:
+    """(N, M) identity similarity of measured `embeddings` to reference embeddings, on what a 64-px image shows.
+
+    Some identity parameters move the mesh by under a pixel (nose width, eye spacing, ...): no estimator
+    reads them, yet they weigh as much as skin tone in the domain's embedding, so a plain cosine compares
+    the measured face with noise. Like a face-recognition gallery, which is embedded by the same network
+    as the probe, both sides are taken to the identity features and weighted by `reliability` (the
+    estimator's held-out R^2 per feature) before the cosine. `reliability=None` is the plain cosine.
+    """
+    a, b = np.asarray(embeddings, np.float64), np.asarray(references, np.float64)
+    if reliability is None:
+        a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+        return a @ b.T
+    w = np.sqrt(np.clip(np.asarray(reliability, np.float64), 0.0, 1.0))
+    fa, fb = features_from_embedding(a) * w, features_from_embedding(b) * w
+    fa /= np.maximum(np.linalg.norm(fa, axis=-1, keepdims=True), 1e-12)
+    fb /= np.maximum(np.linalg.norm(fb, axis=-1, keepdims=True), 1e-12)
+    return fa @ fb.T
+
+
+def identity_reliability(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-feature R^2 of predicted vs true standardised identity features, clipped to [0, 1]."""
+    predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
+    r2 = 1 - ((predicted - truth) ** 2).mean(0) / np.maximum(truth.var(0), 1e-12)
+    return np.clip(r2, 0.0, 1.0)
+
+
+class EstimatorRunner:
+    """A loaded estimator in eval mode; `measure(images)` in batches; `identity_similarity` compares
+    measured embeddings with references on the identity features it can read (see
+    :func:`observable_identity_similarity`; plain cosine when the weights carry no reliability)."""
+
+    def __init__(self, model: SynthfaceEstimator, batch_size: int = 256, reliability: np.ndarray | None = None) -> None:
         self.model = model.eval()
         self.batch_size = batch_size
+        self.reliability = None if reliability is None else np.asarray(reliability, np.float64)
+
+    def identity_similarity(self, embeddings: np.ndarray, references: np.ndarray) -> np.ndarray:
+        """(N, M) similarity of measured embeddings (N, 512) to reference embeddings (M, 512)."""
+        return observable_identity_similarity(embeddings, references, self.reliability)
 
     @torch.no_grad()
     def measure(self, images: np.ndarray) -> Measurement:
@@ -139,10 +182,10 @@ def load_estimator(path: str | None = None) -> EstimatorRunner:
     if not weights.is_file():
         raise FacegenError("synthface estimator weights missing; rebuild with `make synthface-estimator`", where=str(weights))
     info_path = weights.with_name(INFO_FILE)
-    width = json.loads(info_path.read_text()).get("width", 48) if info_path.is_file() else 48
-    model = SynthfaceEstimator(width)
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    model = SynthfaceEstimator(info.get("width", 48))
     model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
-    return EstimatorRunner(model)
+    return EstimatorRunner(model, reliability=info.get("identity_reliability"))
 
 
 # ---- training ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from facegen.synthface.estimator import (
     SynthfaceEstimator,
     augment,
     estimator_loss,
+    identity_reliability,
     targets_from_labels,
 )
 from facegen.synthface.params import identity_embedding
@@ -68,7 +69,8 @@ class EstimatorMetrics:
     bayes_emotion_accuracy: float  # the true posterior's arg-max vs the drawn class: the ceiling
     valence_rmse: float
     arousal_rmse: float
-    identity_rank1: float  # nearest reference embedding among the set's identities
+    identity_rank1: float  # nearest reference among the set's identities, plain cosine of embeddings
+    identity_rank1_observable: float  # the same with the reliability-weighted similarity (the runner's)
     identities: int
 
 
@@ -88,6 +90,7 @@ def evaluate_estimator(runner: EstimatorRunner, images: np.ndarray, table) -> Es
     uniq, first = np.unique(ids, return_index=True)
     refs = identity_embedding(ident[first])
     nearest = uniq[np.argmax(m.embedding @ refs.T, axis=1)]
+    nearest_observable = uniq[np.argmax(runner.identity_similarity(m.embedding, refs), axis=1)]
     emotion = col("emotion")
     return EstimatorMetrics(
         n=len(images),
@@ -100,6 +103,7 @@ def evaluate_estimator(runner: EstimatorRunner, images: np.ndarray, table) -> Es
         valence_rmse=rmse(m.valence, col("valence")),
         arousal_rmse=rmse(m.arousal, col("arousal")),
         identity_rank1=float(np.mean(nearest == ids)),
+        identity_rank1_observable=float(np.mean(nearest_observable == ids)),
         identities=len(uniq),
     )
 
@@ -167,7 +171,10 @@ def train_estimator(
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, f)
     model.eval()
     eval_images, eval_table = load_rendered(eval_dir)
-    metrics = evaluate_estimator(EstimatorRunner(model), eval_images, eval_table)
+    runner = EstimatorRunner(model)
+    truth = targets_from_labels(eval_table).identity.numpy()
+    runner.reliability = identity_reliability(runner.measure(eval_images).identity_features, truth)
+    metrics = evaluate_estimator(runner, eval_images, eval_table)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))
     info = {
         "width": width,
@@ -178,6 +185,8 @@ def train_estimator(
         "train_data": str(train_dir),
         "eval_data": str(eval_dir),
         "eval_metrics": asdict(metrics),
+        # held-out R^2 per standardised identity feature: the weights of the runner's identity_similarity
+        "identity_reliability": [round(float(v), 4) for v in runner.reliability],
     }
     (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return metrics

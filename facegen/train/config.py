@@ -84,12 +84,19 @@ class StageConfig(_Strict):
     )
     uncond_prob: float = Field(0.1, ge=0, le=1, description="base: probability of training a sample unconditionally")
     kl_weight: float = Field(1e-4, ge=0, description="vae: weight of the KL term per latent element")
+    snr_gamma: float | None = Field(
+        None, gt=0, description="Min-SNR loss weighting min(SNR, gamma)/SNR per sample (e.g. 5); null = plain eq. 4"
+    )
     resolution: int | None = Field(
         None, ge=8,
         description="training image size; null = the model's, which must equal the data's crop size (else an "
         "error); a number resizes the crops to it (bicubic) explicitly",
     )
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="after warm-up: constant, or cosine decay to min_lr_ratio x lr at the last step"
+    )
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine schedule: final lr as a fraction of lr")
     init_landmark: str | None = Field(None, description="model folder whose landmark/ replaces the input's (joint)")
     init_emotion: str | None = Field(None, description="model folder whose emotion/ replaces the input's (joint)")
     overfit_batches: int = Field(0, ge=0, description="debug: cycle the first N batches with fixed noise (0 = off)")

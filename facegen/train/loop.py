@@ -57,9 +57,14 @@ def micro_switches(cfg: StageConfig, generator: torch.Generator) -> torch.Tensor
 
 
 def learning_rate_factor(cfg: StageConfig, step: int) -> float:
+    """lr multiplier at optimiser step `step` (1-based): linear warm-up, then constant or cosine decay."""
     if cfg.warmup_steps and step <= cfg.warmup_steps:
         return step / cfg.warmup_steps
-    return 1.0
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    span = max(cfg.steps - cfg.warmup_steps, 1)
+    progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class MetricsLog:
@@ -180,7 +185,10 @@ class StageModel:
         components = load_components(cfg.model, device="cpu")
         load_init_modules(components, cfg)
         self.info = components.info
-        self.trainee = Trainee(components, cfg.stage, cfg.lambda_ad, uncond_prob=cfg.uncond_prob, kl_weight=cfg.kl_weight)
+        self.trainee = Trainee(
+            components, cfg.stage, cfg.lambda_ad, uncond_prob=cfg.uncond_prob, kl_weight=cfg.kl_weight,
+            snr_gamma=cfg.snr_gamma,
+        )
         self.state = self._restore_weights(cfg, ckpt_dir)
         self.trainee.to(session.device)
         self.model = session.prepare(self.trainee)

@@ -54,6 +54,7 @@ class Trainee(nn.Module):
         *,
         uncond_prob: float = 0.1,
         kl_weight: float = 1e-4,
+        snr_gamma: float | None = None,
     ) -> None:
         super().__init__()
         # Control modules first: their parameters are reached through the UNet's processors too.
@@ -67,6 +68,7 @@ class Trainee(nn.Module):
         self.lambda_ad = lambda_ad
         self.uncond_prob = uncond_prob
         self.kl_weight = kl_weight
+        self.snr_gamma = snr_gamma
         self.noise_scheduler = DDPMScheduler.from_config(components.scheduler_config)
         self.latent_scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
         self.set_trainable()
@@ -127,9 +129,23 @@ class Trainee(nn.Module):
         else:
             pred = self.unet(noisy, timesteps, encoder_hidden_states=context, cross_attention_kwargs=kwargs).sample
             ad = pred.new_zeros((), dtype=torch.float32)
-        diffusion = F.mse_loss(pred.float(), target.float())
+        diffusion = self.denoising_loss(pred, target, timesteps)
         loss = diffusion + self.lambda_ad * ad
         return {"loss": loss, "diffusion_loss": diffusion.detach(), "ad_loss": ad.detach()}
+
+    def denoising_loss(self, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """Eq. 4's MSE; with `snr_gamma`, each sample weighted by min(SNR_t, gamma) / SNR_t (epsilon
+        target) or / (SNR_t + 1) (v target): Min-SNR weighting (Hang et al., ICCV 2023), which stops the
+        nearly noise-free timesteps from dominating the gradient and converges several times faster."""
+        if self.snr_gamma is None:
+            return F.mse_loss(pred.float(), target.float())
+        per_sample = ((pred.float() - target.float()) ** 2).flatten(1).mean(1)
+        alphas = self.noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
+        snr = alphas / (1 - alphas)
+        clipped = torch.clamp(snr, max=self.snr_gamma)
+        v_target = self.noise_scheduler.config.prediction_type == "v_prediction"
+        weight = clipped / (snr + 1) if v_target else clipped / snr
+        return (weight * per_sample).mean()
 
     def noised_latents(
         self, batch: StepInputs, generator: torch.Generator

@@ -27,6 +27,7 @@ def balance_dir(tmp_path_factory, astronaut, grace_hopper):
     from facegen.io.samples import Sample
     from facegen.io.shards import write_shard
     from facegen.labels import GENERATED_SCHEMA
+    from facegen.runner.verification import unmeasured_columns
 
     root = tmp_path_factory.mktemp("balance") / "ds"
     noise = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
@@ -45,11 +46,13 @@ def balance_dir(tmp_path_factory, astronaut, grace_hopper):
         probs[emotion] = 0.86
         rows.append(
             dict(
-                key=f"{i:06d}", index=i, shard=i // 3, identity=ident, seed=i, emotion=emotion,
-                emotion_name=["neutral", "happy", "sad"][emotion], valence=0.1 * i - 0.2, arousal=0.05 * i,
-                emotion_probs=probs.tolist(), yaw=yaw, pitch=0.0, roll=0.0, exemplar=-1, controls="id+lmk+emo",
+                key=f"{i:06d}", index=i, shard=i // 3, identity=ident, seed=i, target_emotion=emotion,
+                target_emotion_name=["neutral", "happy", "sad"][emotion], target_valence=0.1 * i - 0.2,
+                target_arousal=0.05 * i, target_emotion_probs=probs.tolist(), target_yaw=yaw, target_pitch=0.0,
+                target_roll=0.0, exemplar=-1, controls="id+lmk+emo", round=0,
                 image_format="png", width=img.shape[1], height=img.shape[0], steps=2, scheduler="ddim",
                 guidance_id=2.5, guidance_lmk=2.0, guidance_emo=2.0, model_id="photos",
+                **unmeasured_columns(),  # written without in-loop verification
             )
         )  # fmt: skip
     loc = Location(str(root))
@@ -76,7 +79,7 @@ def test_verify_measures_next_to_planned(verified, mesh):
     code, root, images = verified
     assert code == 0
     t = pq.read_table(root / "verify.parquet").to_pandas()
-    assert len(t) == 6 and {"yaw", "measured_yaw", "pose_error", "landmark_nme", "identity_similarity", "rejected"} <= set(t.columns)
+    assert len(t) == 6 and {"target_yaw", "measured_yaw", "pose_error", "landmark_nme", "identity_similarity", "rejected"} <= set(t.columns)
     assert t["face_found"].tolist() == [True, True, True, True, True, False]
     for i, (_, img, _) in enumerate(images[:5]):
         pose = head_pose(mesh.detect(img))  # measured independently on the same pixels
@@ -91,11 +94,11 @@ def test_verify_report(verified):
     report = json.loads((root / "verify_report.json").read_text())
     t = pq.read_table(root / "verify.parquet").to_pandas()
     found = t["face_found"].to_numpy()
-    expected_yaw = np.sqrt(np.mean((t["measured_yaw"][found] - t["yaw"][found]) ** 2))
+    expected_yaw = np.sqrt(np.mean((t["measured_yaw"][found] - t["target_yaw"][found]) ** 2))
     assert report["pose_rmse_deg"]["yaw"] == pytest.approx(expected_yaw, rel=1e-4)
     assert report["pose_rmse_deg"]["yaw"] > 10  # the row planned at yaw 40 dominates
     emo = found & (t["measured_emotion"] >= 0).to_numpy()
-    assert report["emotion"]["accuracy"] == pytest.approx((t["measured_emotion"][emo] == t["emotion"][emo]).mean())
+    assert report["emotion"]["accuracy"] == pytest.approx((t["measured_emotion"][emo] == t["target_emotion"][emo]).mean())
     ident = report["identity"]
     assert ident["same_identity_pairs"]["n"] == 3 + 1  # astronaut: 3 pairs, Hopper: 1 pair (noise had no face)
     assert ident["same_identity_pairs"]["p05"] > ident["impostor_pairs"]["p95"]

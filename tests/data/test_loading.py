@@ -38,10 +38,10 @@ def test_targets_match_labels(small_dataset, target):
     for (image, got), (_, meta) in zip(plain, pairs):
         assert image.shape == (3, 16, 16)
         row = labels.loc[meta["key"]]
-        if target == "va":
-            assert torch.allclose(got, torch.tensor([row["valence"], row["arousal"]], dtype=torch.float32))
+        if target == "va":  # generated labels name planned values target_* (facegen.labels.TARGET_RENAMES)
+            assert torch.allclose(got, torch.tensor([row["target_valence"], row["target_arousal"]], dtype=torch.float32))
         else:
-            assert got == int(row[target])
+            assert got == int(row[{"emotion": "target_emotion"}.get(target, target)])
 
 
 def test_export_imagefolder_layout(small_dataset, tmp_path):

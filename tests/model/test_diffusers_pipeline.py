@@ -256,7 +256,9 @@ def test_model_cpu_offload_runs_and_matches(tiny_model_dir: Path, conditions):
     assert pipe.model_cpu_offload_seq == "text_encoder->unet->vae"
     pipe.enable_model_cpu_offload(device="cpu")  # the only accelerator here; exercises the hooks
     assert getattr(pipe.text_encoder, "_hf_hook", None) is not None
-    assert np.array_equal(pipe(**cond, **kwargs).images, expected)
+    # the hooks re-place every weight tensor, and oneDNN may pick other kernels for the new buffers:
+    # the same images up to float32 rounding, not bit for bit
+    np.testing.assert_allclose(pipe(**cond, **kwargs).images, expected, rtol=0, atol=1e-5)
 
 
 def test_controls_never_silently_off(tiny_model_dir: Path, conditions):

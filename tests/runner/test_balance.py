@@ -39,11 +39,13 @@ def _labels(out: Path) -> pd.DataFrame:
 
 
 def _assert_matches_plan(out: Path) -> None:
+    from facegen.labels import TARGET_RENAMES
+
     plan = pq.read_table(out / "plan.parquet").to_pandas()
     labels = _labels(out)
     assert list(labels["key"]) == list(plan["key"])  # one row per plan row, in plan order
-    for column in plan.columns:  # every planned label survives unchanged
-        left, right = labels[column].tolist(), plan[column].tolist()
+    for column in plan.columns:  # every planned label survives unchanged (as target_* where renamed)
+        left, right = labels[TARGET_RENAMES.get(column, column)].tolist(), plan[column].tolist()
         if column == "emotion_probs":
             np.testing.assert_array_equal(np.stack(left), np.stack(right))
         else:
@@ -66,7 +68,10 @@ def test_demo_manifest_end_to_end(demo_dataset):
     _assert_matches_plan(out)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and summary["samples"] == 16 and summary["failed_shards"] == {}
-    assert summary["distributions"]["emotion"]["written_planned_not_measured"] == {k: 2 for k in summary["distributions"]["emotion"]["target"]}
+    emotion = summary["distributions"]["emotion"]
+    assert emotion["written"] == [2] * 8 and emotion["achieved"] is None  # nothing measured: no "achieved"
+    assert summary["distributions"]["counted_by"] == summary["verification"]["counted_by"] == "planned (not measured)"
+    assert not _labels(out)["measured"].any() and _labels(out)["accepted"].all()
     lock = (out / "manifest.lock.yaml").read_text()
     assert "fingerprint:" in lock and "torch:" in lock and "hash:" in lock
     assert Image.open(out / "report.png").size[0] > 500
@@ -81,7 +86,7 @@ def test_stock_readers_need_no_facegen(demo_dataset):
     first = samples[0]
     assert first["jpg"].shape == (64, 64, 3) and first["lmk.png"].ndim == 3
     meta = first["json"]
-    assert meta["emotion_name"] == labels["emotion_name"][0] and meta["model_id"] and meta["guidance"]["id"] == 2.5
+    assert meta["target_emotion_name"] == labels["target_emotion_name"][0] and meta["model_id"] and meta["guidance"]["id"] == 2.5
     assert int(first["cls"]) == labels["identity"][0]
     shard = pd.read_parquet(demo_dataset / "shards" / "000001.parquet")
     assert (shard["shard"] == 1).all() and len(shard) == 8

@@ -94,3 +94,27 @@ def test_cli_reports_bad_config_and_missing_inputs_as_one_line(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert "labels.parquet" in err and "\n" not in err
     assert not (tmp_path / "out").exists()  # nothing written before the inputs check out
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    from facegen.train.loop import learning_rate_factor
+
+    cfg = stage_config_from_dict(
+        {**BASE, "steps": 110, "warmup_steps": 10, "lr_schedule": "cosine", "min_lr_ratio": 0.1}, "base"
+    )
+    factors = [learning_rate_factor(cfg, s) for s in range(1, 111)]
+    assert factors[4] == pytest.approx(0.5) and factors[9] == pytest.approx(1.0)  # linear warm-up
+    assert factors[59] == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the decay
+    assert factors[-1] == pytest.approx(0.1)  # the floor at the last step
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))  # monotone after warm-up
+    constant = stage_config_from_dict({**BASE, "steps": 110, "warmup_steps": 10}, "base")
+    assert learning_rate_factor(constant, 110) == 1.0
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "training" / "synthface").rglob("*.yaml")), ids=lambda p: p.stem)
+def test_synthface_recipe_configs_validate(path):
+    raw = __import__("yaml").safe_load(path.read_text())
+    cfg = load_stage_config(path, raw["stage"])
+    assert cfg.ray.cpus_per_worker == 1 and not cfg.ray.use_gpu
+    if "round2" in path.parts:  # round 2 continues from round 1's preset, with a decaying lr
+        assert cfg.lr_schedule == "cosine" and "round" in cfg.model

@@ -109,3 +109,23 @@ def test_logged_switch_settings_have_equal_frequencies():
     a = micro_switches(cfg, step_generator(0, 5, 0, 0))
     assert torch.equal(a, micro_switches(cfg, step_generator(0, 5, 0, 0)))
     assert not torch.equal(a, micro_switches(cfg, step_generator(0, 6, 0, 0)))
+
+
+def test_min_snr_weighting_against_a_hand_computed_reference(tiny_model_dir):
+    """snr_gamma weights each sample's MSE by min(SNR_t, gamma) / SNR_t; without it, eq. 4's plain MSE."""
+    components = load_components(tiny_model_dir)
+    plain, weighted = Trainee(components, "base"), Trainee(components, "base", snr_gamma=5.0)
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(4, 4, 8, 8, generator=g), torch.randn(4, 4, 8, 8, generator=g)
+    timesteps = torch.tensor([0, 50, 400, 999])
+    assert torch.allclose(plain.denoising_loss(pred, target, timesteps), ((pred - target) ** 2).mean())
+    alpha_bar = plain.noise_scheduler.alphas_cumprod
+    expected = 0.0
+    for i, t in enumerate(timesteps.tolist()):
+        snr = float(alpha_bar[t] / (1 - alpha_bar[t]))
+        expected += min(snr, 5.0) / snr * float(((pred[i] - target[i]) ** 2).mean())
+    assert weighted.denoising_loss(pred, target, timesteps).item() == pytest.approx(expected / 4, rel=1e-5)
+    # high-noise samples (SNR < gamma) keep weight 1; low-noise ones are down-weighted
+    assert weighted.denoising_loss(pred[3:], target[3:], timesteps[3:]).item() == pytest.approx(
+        plain.denoising_loss(pred[3:], target[3:], timesteps[3:]).item(), rel=1e-5)
+    assert weighted.denoising_loss(pred[:1], target[:1], timesteps[:1]) < plain.denoising_loss(pred[:1], target[:1], timesteps[:1])

@@ -1,0 +1,175 @@
+"""The driver at scale (issue 13): compact result ledger, units that pickle only their rows, a resume
+listing that opens no marker, warm spares, and a small run of ``benchmarks/driver_scale.py``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from facegen.io import Location, ShardPaths, all_shard_stats
+from facegen.io.fs import TEMP_MARK
+from facegen.io.shards import marked_shards
+from facegen.runner import RayDistributor, ShardTask, WorkUnit, assign_shards, run_shards, units_from_table
+from facegen.runner.aggregate import ShardDone, ShardLedger
+from facegen.runner.run import verified_finished
+from facegen.runner.simulated import SimulatedWorker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Paths opened by this process while `_watch` is on (a real audit hook: every open() goes through it).
+_opened: list[str] | None = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _opened is not None and event == "open" and isinstance(args[0], (str, bytes)):
+        _opened.append(args[0].decode() if isinstance(args[0], bytes) else args[0])
+
+
+sys.addaudithook(_audit)
+
+
+def _table(n: int, per_shard: int) -> pa.Table:
+    return assign_shards(pa.table({"key": [f"k{i:05d}" for i in range(n)], "index": list(range(n))}), per_shard)
+
+
+def _write(out: str, n: int = 12, per_shard: int = 2) -> ShardTask:
+    task = ShardTask(functools.partial(SimulatedWorker, 0.0), out, "fp")
+    assert run_shards(units_from_table(_table(n, per_shard)), task, progress=False).ok
+    return task
+
+
+def test_ledger_is_a_mapping_of_compact_results_with_running_totals():
+    ledger = ShardLedger()
+    done = {3: ShardDone(3, 10, 1, 2.0, 5.0, ({"key": "a", "error": "e"},)), 0: ShardDone(0, 7, 0, 1.0, 4.0),
+            5_000_000: ShardDone(5_000_000, 2, 0, 0.5, 1.0)}  # far out: kept apart, not as a dense array
+    for shard, item in done.items():
+        ledger[shard] = item
+    ledger[0] = ShardDone(0, 8, 0, 1.5, 4.5)  # a redone shard replaces its entry
+    done[0] = ledger[0]
+    assert list(ledger) == [0, 3, 5_000_000] and len(ledger) == 3
+    assert dict(ledger.items()) == done
+    assert (ledger.samples, ledger.sample_failures, ledger.seconds) == (20, 1, 4.0)
+    assert list(ledger.failed_items()) == [(3, ({"key": "a", "error": "e"},))]
+    assert 1 not in ledger and 4 not in ledger and -1 not in ledger
+    with pytest.raises(KeyError):
+        ledger[1]
+    del ledger[3]
+    assert list(ledger) == [0, 5_000_000] and ledger.samples == 10 and not list(ledger.failed_items())
+
+
+def test_a_unit_pickles_only_its_own_rows():
+    group = _table(100_000, 1)  # a plan row group of many one-row shards
+    unit = WorkUnit(777, group.slice(777, 1))
+    data = pickle.dumps(unit)
+    assert len(data) < 4096, len(data)  # the whole group's buffers were ~2 MB
+    back = pickle.loads(data)
+    assert back.shard == 777 and back.rows.equals(unit.rows)
+
+
+def test_resume_listing_opens_no_marker(tmp_path):
+    global _opened
+    out = str(tmp_path / "ds")
+    _write(out)
+    root = Location(out)
+    root.write_bytes_atomic(ShardPaths(4).stats, b"not json at all")  # listed all the same: it is never read here
+    _opened = []
+    try:
+        listed = marked_shards(root)
+    finally:
+        opened, _opened = _opened, None
+    assert listed == [0, 1, 2, 3, 4, 5]
+    assert not [p for p in opened if p.endswith("_stats.json")], opened
+
+
+@pytest.mark.slow
+def test_ray_resume_checks_markers_on_the_actors_not_in_the_driver(ray_local, tmp_path):
+    global _opened
+    out = str(tmp_path / "ds")
+    task = _write(out)
+    root = Location(out)
+    with open(root.path(ShardPaths(2).tar), "r+b") as f:  # a byte flipped after writing
+        f.seek(600)
+        byte = f.read(1)
+        f.seek(600)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    pool = RayDistributor(2, num_cpus=0.25)
+    pool.start(task)
+    _opened = []
+    try:
+        finished, damaged = verified_finished(root, task.fingerprint, pool, task)
+    finally:
+        opened, _opened = _opened, None
+        pool.close()
+    assert sorted(finished) == [0, 1, 3, 4, 5] and list(damaged) == [2] and "sha256" in damaged[2]
+    assert finished[3].count == 2 and finished.samples == 10
+    assert not root.exists(ShardPaths(2).stats)  # the damaged shard is deleted, to be redone
+    shard_files = [p for p in opened if "/shards/" in p]
+    assert not shard_files, shard_files  # the driver neither read a marker nor hashed a file
+
+
+@pytest.mark.slow
+def test_a_warm_spare_replaces_a_crashed_actor_without_losing_or_duplicating_a_shard(ray_local, tmp_path):
+    crash_dir = tmp_path / "crashes"
+    crash_dir.mkdir()
+    n, per_shard = 24, 2
+    worker = functools.partial(SimulatedWorker, 0.1, crash_shards={1, 6}, crash_dir=str(crash_dir), crash_at=0.5)
+    out = str(tmp_path / "ds")
+    task = ShardTask(worker, out, "fp")
+    pool = RayDistributor(2, num_cpus=0.2, spare_actors=1, max_replacements=2)
+    pool.start(task)  # 2 working actors + 1 warm spare, all ready
+    import ray
+
+    (spare,) = pool._spares
+    _, spare_pid = ray.get(spare.ready.remote())
+    summary = run_shards(units_from_table(_table(n, per_shard)), task, pool, progress=False)
+    assert sorted(p.name for p in crash_dir.iterdir()) == ["crash-1", "crash-6"]  # two actors really died
+    assert summary.ok and summary.retried == {1: 2, 6: 2}
+    assert sorted(summary.done) == list(range(n // per_shard)) and summary.samples == n and not summary.resumed
+    stats = all_shard_stats(Location(out))
+    assert sorted(stats) == list(range(n // per_shard))
+    assert sum(s.count for s in stats.values()) == n  # every sample once
+    assert spare_pid in {s.pid for s in stats.values()}  # the spare took over a dead actor's place
+    assert not [p for p in Location(out).list("shards") if TEMP_MARK in p]
+
+
+@pytest.mark.slow
+def test_a_spare_takes_no_work_while_every_actor_lives(ray_local, tmp_path):
+    out = str(tmp_path / "ds")
+    task = ShardTask(functools.partial(SimulatedWorker, 0.02), out, "fp")
+    pool = RayDistributor(1, num_cpus=0.2, spare_actors=1)
+    pool.start(task)
+    import ray
+
+    (spare,) = pool._spares
+    _, spare_pid = ray.get(spare.ready.remote())
+    summary = run_shards(units_from_table(_table(8, 2)), task, pool, progress=False)
+    assert summary.ok and summary.samples == 8
+    assert spare_pid not in {s.pid for s in all_shard_stats(Location(out)).values()}
+
+
+@pytest.mark.slow
+def test_driver_scale_benchmark_runs_small(tmp_path):
+    out = tmp_path / "results.json"
+    # a few seconds on an idle machine (2k zero-cost shards, 4 simulated actors); generous timeout for a busy one
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "driver_scale.py"), "--shards", "2000", "--actors", "2",
+         "--sim-actors", "4", "--sim-shards", "40", "--sim-seconds", "0.05", "--sim-baseline-shards", "8",
+         "--spares", "1", "--work", str(tmp_path), "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for column in ("shards", "driver CPU s", "CPU ms/shard", "peak RSS MiB", "wall s"):
+        assert column in proc.stdout
+    assert "4 actors:" in proc.stdout and "x one actor after start-up (eff " in proc.stdout
+    results = json.loads(out.read_text())
+    (row,) = results["scale"]
+    assert row["shards"] == 2000 and row["driver_cpu"] > 0 and row["peak_mib"] > 0
+    sim = results["simulated"]
+    assert sim["crashed"] == 4 and sim["speedup"] > 0  # 10% of 40 shards crashed their actor once
