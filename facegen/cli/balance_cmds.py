@@ -75,6 +75,15 @@ def balance(
         f"({s['shards_done']} shards, {s['resumed_shards']} resumed, {len(result.failed_shards)} failed; "
         f"{result.sample_failures} sample failures; {s['wall_seconds']:.1f} s{rate})"
     )
+    v = s.get("verification") or {}
+    if v.get("mode", "off") != "off":
+        reasons = ", ".join(f"{k} {n}" for k, n in sorted(v.get("reject_reasons", {}).items()) if n)
+        typer.echo(
+            f"measured ({v['mode']}): {v.get('accepted', 0)} accepted, {v.get('rejected', 0)} rejected"
+            + (f" ({reasons})" if reasons else "")
+            + f" in {v.get('rounds_run', 1)} round(s); shortfall {v.get('shortfall', 0)}"
+            + (" (see rejects.parquet and summary.json)" if v.get("shortfall") else "")
+        )
     if not result.complete:
         typer.echo("incomplete: see summary.json and failures.parquet; re-run the same command to retry", err=True)
         raise SystemExit(RUN_INCOMPLETE)  # main() drops typer.Exit codes (standalone_mode=False)

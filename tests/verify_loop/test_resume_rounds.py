@@ -56,6 +56,7 @@ def test_sigkill_in_round_2_then_the_same_command_finishes_every_row_once(tmp_pa
     again = _balance(manifest, out)
     stdout, stderr = again.communicate(timeout=1800)
     assert again.returncode == 0, stderr[-3000:]
+    assert "measured (regenerate): 4 accepted, 12 rejected (pose 12) in 3 round(s); shortfall 4" in stdout, stdout
 
     labels = pd.read_parquet(out / "labels.parquet")
     rejects = pd.read_parquet(out / "rejects.parquet")
