@@ -7,7 +7,7 @@ means the branch is inert, whatever the attention maps look like. Cheap (a few f
 can watch a training run long before sampling-based measurements (the synthface study) move.
 
     .venv/bin/python benchmarks/control_information.py --model runs/synthface/round2/joint/model \\
-        --data runs/synthface/data/train [--batches 4] [--batch-size 64]
+        --data runs/synthface/data/train [--batches 4] [--batch-size 64] [--branches landmark,emotion]
 """
 
 from __future__ import annotations
@@ -29,11 +29,14 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--branches", default="landmark,emotion", help="comma-separated: landmark, emotion")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     results: dict[str, dict[str, list[float]]] = {}
     for branch, stage, column in (("landmark", "pretrain-lmk", 0), ("emotion", "pretrain-emo", 1)):
+        if branch not in args.branches.split(","):
+            continue
         cfg = StageConfig.model_validate({
             "stage": stage, "data": args.data, "model": args.model, "output": tempfile.mkdtemp(),
             "steps": 1, "batch_size": args.batch_size, "seed": 0,
