@@ -20,8 +20,7 @@ import torch
 
 def main() -> None:
     from facegen.train.config import StageConfig
-    from facegen.train.loop import LocalSession, StageRun, step_generator
-    from facegen.train.trainee import StepInputs
+    from facegen.train.loop import LocalSession, StageRun
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a model folder")
@@ -30,7 +29,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--branches", default="landmark,emotion", help="comma-separated: landmark, emotion")
+    parser.add_argument(
+        "--bands", default="0-1,0-0.3,0.3-0.7,0.7-1",
+        help="timestep bands as fractions of the schedule; a branch's information sits in some bands only "
+        "(pose at high noise, where eq. 4's loss is small), which the all-t average hides",
+    )
     args = parser.parse_args()
+    bands = [tuple(float(x) for x in band.split("-")) for band in args.bands.split(",")]
     torch.set_num_threads(args.threads)
 
     results: dict[str, dict[str, list[float]]] = {}
@@ -43,28 +48,40 @@ def main() -> None:
         })
         run = StageRun(cfg, LocalSession(tempfile.mkdtemp()))
         trainee = run.model.trainee.eval()
-        losses: dict[str, list[float]] = {"on": [], "off": [], "shuffled": []}
-        with torch.no_grad():
-            for b in range(args.batches):
-                inputs, _, _ = run.data.micro_batch(10_000 + b, 0, torch.device("cpu"))
-                perm = torch.randperm(args.batch_size, generator=torch.Generator().manual_seed(b))
-                off = inputs.switches.clone()
-                off[:, column] = 0
-                field = "landmark_images" if branch == "landmark" else "emotions"
-                variants = {
-                    "on": inputs,
-                    "off": StepInputs(**{**inputs.__dict__, "switches": off}),
-                    "shuffled": StepInputs(**{**inputs.__dict__, field: getattr(inputs, field)[perm]}),
-                }
-                for name, x in variants.items():
-                    out = trainee(x, step_generator(0, 10_000 + b, 0, 0))  # same noise and timesteps
-                    losses[name].append(float(out["diffusion_loss"]))
-        results[branch] = losses
-        mean = {k: sum(v) / len(v) for k, v in losses.items()}
-        print(f"{branch:9s} loss on {mean['on']:.5f}  off {mean['off']:.5f}  shuffled {mean['shuffled']:.5f}  "
-              f"-> on/off {mean['on'] / mean['off']:.4f}, shuffled/on {mean['shuffled'] / mean['on']:.4f} "
-              f"({args.batches} x {args.batch_size} images)")
+        for band in bands:
+            losses = band_losses(trainee, run, branch, column, band, args.batches, args.batch_size)
+            results[f"{branch} t{band[0]}-{band[1]}"] = losses
+            mean = {k: sum(v) / len(v) for k, v in losses.items()}
+            print(f"{branch:9s} t {band[0]:.1f}-{band[1]:.1f}  loss on {mean['on']:.5f}  off {mean['off']:.5f}  "
+                  f"shuffled {mean['shuffled']:.5f}  -> on/off {mean['on'] / mean['off']:.4f}, "
+                  f"shuffled/on {mean['shuffled'] / mean['on']:.4f} ({args.batches} x {args.batch_size} images)",
+                  flush=True)
 
+
+def band_losses(trainee, run, branch: str, column: int, band: tuple[float, float], batches: int, batch_size: int):
+    """Plain eq. 4 loss with the branch on / off / shuffled, timesteps drawn from `band` (same draws for all)."""
+    from facegen.train.loop import step_generator
+    from facegen.train.trainee import StepInputs
+
+    trainee.timestep_range = band
+    trainee.x0_weighting, trainee.snr_gamma, trainee.background_weight = False, None, 1.0
+    losses: dict[str, list[float]] = {"on": [], "off": [], "shuffled": []}
+    with torch.no_grad():
+        for b in range(batches):
+            inputs, _, _ = run.data.micro_batch(10_000 + b, 0, torch.device("cpu"))
+            perm = torch.randperm(batch_size, generator=torch.Generator().manual_seed(b))
+            off = inputs.switches.clone()
+            off[:, column] = 0
+            field = "landmark_images" if branch == "landmark" else "emotions"
+            variants = {
+                "on": inputs,
+                "off": StepInputs(**{**inputs.__dict__, "switches": off}),
+                "shuffled": StepInputs(**{**inputs.__dict__, field: getattr(inputs, field)[perm]}),
+            }
+            for name, x in variants.items():
+                out = trainee(x, step_generator(0, 10_000 + b, 0, 0))  # same noise and timesteps
+                losses[name].append(float(out["diffusion_loss"]))
+    return losses
 
 if __name__ == "__main__":
     main()

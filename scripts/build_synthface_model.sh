@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Rebuild the shipped synthface preset and proxy estimator from scratch: render the training data, train
-# round 1 (vae, base, pretrain-lmk, pretrain-emo, joint; training/synthface/*.yaml), write it as a preset
-# folder, train round 2 from it (more base training, then pretrain-lmk, pretrain-emo, joint;
-# training/synthface/round2/*.yaml) and ship round 2's joint model. Round 2 exists because round 1's 1,800
-# base steps left the UNet far from converged; it is the schedule the shipped weights actually went through.
-# Everything goes to runs/synthface/ (git-ignored); every step resumes when re-run.
+# Rebuild the shipped synthface preset and proxy estimator from scratch: render the training data; round 1
+# (vae, base, pretrain-lmk, pretrain-emo, joint; training/synthface/*.yaml), written as a preset folder;
+# round 2's base stage (training/synthface/round2/base.yaml) from it; round 3: fresh control modules of
+# the current design (the landmark module's spatial prior) trained on round 2's base with the loss
+# weightings that give them a signal (training/synthface/round3/*.yaml); ship round 3's joint model.
+# Round 2 exists because round 1's 1,800 base steps left the UNet far from converged, round 3 because
+# round 2's control branches stayed inert. This is the schedule the shipped weights went through. (Rounds
+# 1-2 ran before the spatial prior existed; re-run today, round 1's landmark modules get it too, which
+# changes round 1's joint ID encoder and so round 2's base slightly: a rebuild is equivalent, not
+# bit-identical.) Everything goes to runs/synthface/ (git-ignored); every step resumes when re-run.
 # Usage: scripts/build_synthface_model.sh [FACEGEN]   (default .venv/bin/facegen)
-# Time on this 2-core machine: round 1 ~2 h, round 2 ~1.7 h, estimator ~45 min (it can run beside round 2).
+# Time on this 2-core machine: round 1 ~2 h, round 2's base ~1.1 h, round 3 ~45 min, estimator ~45 min
+# (it can run beside the training stages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FACEGEN=${1:-.venv/bin/facegen}
@@ -21,14 +26,17 @@ $FACEGEN train pretrain-lmk --config training/synthface/pretrain_lmk.yaml
 $FACEGEN train pretrain-emo --config training/synthface/pretrain_emo.yaml
 $FACEGEN train joint --config training/synthface/joint.yaml
 test -f "$R/round1/preset/facegen.json" || $FACEGEN synthface ship --model "$R/joint/model" --out "$R/round1/preset"
-# round 2 (pretrain-lmk and pretrain-emo are independent: on 2 cores they can run side by side)
+# round 2: only its base stage feeds round 3 (its control stages, training/synthface/round2/pretrain_*.yaml
+# and joint*.yaml, are kept as the record of the inert-branch run and are not re-run here)
 $FACEGEN train base --config training/synthface/round2/base.yaml
-$FACEGEN train pretrain-lmk --config training/synthface/round2/pretrain_lmk.yaml
-$FACEGEN train pretrain-emo --config training/synthface/round2/pretrain_emo.yaml
-$FACEGEN train joint --config training/synthface/round2/joint.yaml
+# round 3 (stages 1 and 2 are independent, as are the joint stage and its AD ablation)
+test -f "$R/controls_init/facegen.json" || $FACEGEN synthface init-model --seed 0 --out "$R/controls_init"
+$FACEGEN train pretrain-lmk --config training/synthface/round3/pretrain_lmk.yaml
+$FACEGEN train pretrain-emo --config training/synthface/round3/pretrain_emo.yaml
+$FACEGEN train joint --config training/synthface/round3/joint.yaml
 # the study's AD ablation: the same joint stage with lambda_AD = 0 (not shipped)
-$FACEGEN train joint --config training/synthface/round2/joint_no_ad.yaml
+$FACEGEN train joint --config training/synthface/round3/joint_no_ad.yaml
 # the measuring instrument: the proxy estimator, evaluated on held-out identities
 $FACEGEN synthface render --heldout --n 2000 --identities 100 --seed 1 --images-per-shard 1000 --workers 0 --out "$R/data/heldout"
 $FACEGEN synthface train-estimator --train "$R/data/train" --heldout "$R/data/heldout" --out "$R/estimator2" --steps 12000 --ship
-$FACEGEN synthface ship --model "$R/round2/joint/model" --configs training/synthface
+$FACEGEN synthface ship --model "$R/round3/joint/model" --configs training/synthface

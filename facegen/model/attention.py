@@ -181,7 +181,10 @@ class FaceCrafterAttnProcessor(nn.Module):
         head_dim = query.shape[-1]
         key = kv.to_k(tokens).view(rows, -1, attn.heads, head_dim).transpose(1, 2)
         value = kv.to_v(tokens).view(rows, -1, attn.heads, head_dim).transpose(1, 2)
-        out = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
+        bias = module.attention_bias(self.layer_name, query.shape[2]) if hasattr(module, "attention_bias") else None
+        if bias is not None:
+            bias = bias.to(query.dtype)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=0.0, is_causal=False)
         out = out.transpose(1, 2).reshape(rows, -1, attn.heads * head_dim).to(hidden_states.dtype)
         weight = scale[active].to(out.dtype).view(-1, 1, 1)
         if every_row:

@@ -8,6 +8,7 @@ stock Arc2Face, and `module.parameters()` is exactly what the branch trains and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -55,7 +56,15 @@ class _ControlKVMixin:
 
 
 class LandmarkControlModule(ModelMixin, ConfigMixin, _ControlKVMixin):
-    """CNN over a rendered landmark image (B, 3, S, S) in [0, 1] -> (B, token_grid**2, token_dim) tokens."""
+    """CNN over a rendered landmark image (B, 3, S, S) in [0, 1] -> (B, token_grid**2, token_dim) tokens.
+
+    ``spatial_prior_width`` (off by default, so published-layout modules load unchanged) adds, in every
+    cross-attention layer, a Gaussian bias ``-d^2 / (2 w_l^2)`` to the landmark branch's attention logits,
+    d = distance between the query's and the token's grid cell centres in token cells and w_l a learned
+    per-layer width starting at ``spatial_prior_width``. The tokens come from an image grid, so this tells
+    each query where its own part of the landmark image is: at high noise a UNet's queries carry almost
+    no position, and a frozen small UNet otherwise learns pose control from the tokens very slowly.
+    """
 
     config_name = "config.json"
 
@@ -70,8 +79,11 @@ class LandmarkControlModule(ModelMixin, ConfigMixin, _ControlKVMixin):
         layer_names: Sequence[str] = (),
         layer_dims: Sequence[int] = (),
         zero_init_values: bool = False,
+        spatial_prior_width: float | None = None,
     ) -> None:
         super().__init__()
+        if spatial_prior_width is not None and spatial_prior_width <= 0:
+            raise ValueError("spatial_prior_width must be > 0 (or None for no spatial prior)")
         layers: list[nn.Module] = []
         previous = in_channels
         for width in channels:
@@ -83,10 +95,30 @@ class LandmarkControlModule(ModelMixin, ConfigMixin, _ControlKVMixin):
         self.pos_embed = nn.Parameter(torch.randn(token_grid * token_grid, token_dim) * 0.02)
         self.norm = nn.LayerNorm(token_dim)
         self._build_kv(token_dim, layer_names, layer_dims, zero_init_values)
+        if spatial_prior_width is not None:
+            self.log_prior_width = nn.Parameter(torch.full((len(layer_names),), math.log(spatial_prior_width)))
 
     @property
     def num_tokens(self) -> int:
         return self.config.token_grid**2
+
+    def attention_bias(self, layer_name: str, num_queries: int) -> torch.Tensor | None:
+        """(num_queries, num_tokens) additive logit bias for one layer's landmark branch, or None.
+
+        Queries are a square grid (the UNet's feature map, row-major, as diffusers flattens it)."""
+        if self.config.spatial_prior_width is None:
+            return None
+        side = math.isqrt(num_queries)
+        if side * side != num_queries:
+            raise ValueError(f"spatial prior needs a square feature map; got {num_queries} positions")
+        grid = self.config.token_grid
+        device = self.log_prior_width.device
+        # cell centres in token-cell units
+        query_xy = _cell_centres(side, device) * (grid / side)
+        token_xy = _cell_centres(grid, device)
+        dist2 = torch.cdist(query_xy, token_xy).pow(2)
+        width = self.log_prior_width[list(self.config.layer_names).index(layer_name)].exp()
+        return -dist2 / (2 * width.float() ** 2)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) float in [0, 1] -> (B, N, d) tokens."""
@@ -126,6 +158,13 @@ class EmotionControlModule(ModelMixin, ConfigMixin, _ControlKVMixin):
         """(B, 10) -> (B, M, d_e) tokens."""
         x = self.mlp(emotions.to(self.mlp[0].weight.dtype))
         return self.norm(x.view(x.shape[0], self.config.num_tokens, self.config.token_dim))
+
+
+def _cell_centres(side: int, device: torch.device) -> torch.Tensor:
+    """(side*side, 2) centres (x, y) of a side x side grid of unit cells, row-major."""
+    coords = torch.arange(side, device=device, dtype=torch.float32) + 0.5
+    y, x = torch.meshgrid(coords, coords, indexing="ij")
+    return torch.stack([x.flatten(), y.flatten()], dim=1)
 
 
 def _groups(width: int) -> int:

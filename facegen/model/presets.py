@@ -130,11 +130,10 @@ def build_control_modules(
         image_size=landmark_size,
         layer_names=names,
         layer_dims=dims,
-        zero_init_values=zero_init_values,
-        **(landmark_config or LANDMARK_CONFIG),
+        **{"zero_init_values": zero_init_values, **(landmark_config or LANDMARK_CONFIG)},
     )
     emotion = EmotionControlModule(
-        layer_names=names, layer_dims=dims, zero_init_values=zero_init_values, **(emotion_config or EMOTION_CONFIG)
+        layer_names=names, layer_dims=dims, **{"zero_init_values": zero_init_values, **(emotion_config or EMOTION_CONFIG)}
     )
     return landmark, emotion
 

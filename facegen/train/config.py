@@ -87,6 +87,22 @@ class StageConfig(_Strict):
     snr_gamma: float | None = Field(
         None, gt=0, description="Min-SNR loss weighting min(SNR, gamma)/SNR per sample (e.g. 5); null = plain eq. 4"
     )
+    x0_weighting: bool = Field(
+        False,
+        description="weight each sample's loss by 1/SNR_t (normalised to mean 1 in the batch): the error of the "
+        "predicted clean latent, which is what decides pose and layout at high noise (exclusive with snr_gamma)",
+    )
+    x0_weight_cap: float | None = Field(
+        None, gt=0, description="x0_weighting: clip 1/SNR_t at this value before normalising (e.g. 20), so "
+        "the mid-noise steps keep some weight; null = no clipping",
+    )
+    background_weight: float = Field(
+        1.0, ge=0, le=1, description="loss weight of latent cells outside the face mask relative to inside "
+        "(1 = eq. 4 as is); below 1 the loss concentrates on the face, where expressions are",
+    )
+    timestep_range: tuple[float, float] = Field(
+        (0.0, 1.0), description="train on timesteps drawn uniformly from this fraction of the schedule, e.g. [0.6, 1.0]"
+    )
     resolution: int | None = Field(
         None, ge=8,
         description="training image size; null = the model's, which must equal the data's crop size (else an "
@@ -118,6 +134,17 @@ class StageConfig(_Strict):
             raise ValueError(f"mixed.replicas ({r}) must divide batch_size ({self.batch_size})")
         if mixed and r is None and self.batch_size < 2:
             raise ValueError(f"{self.stage} stage needs batch_size >= 2 (items are replicated across the batch)")
+        return self
+
+    @model_validator(mode="after")
+    def _loss_options(self) -> StageConfig:
+        lo, hi = self.timestep_range
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"timestep_range must satisfy 0 <= low < high <= 1; got [{lo}, {hi}]")
+        if self.x0_weight_cap is not None and not self.x0_weighting:
+            raise ValueError("x0_weight_cap applies to x0_weighting; set x0_weighting: true or drop the cap")
+        if self.x0_weighting and self.snr_gamma is not None:
+            raise ValueError("x0_weighting and snr_gamma are two loss weightings; set one of them")
         return self
 
     @property

@@ -187,7 +187,9 @@ class StageModel:
         self.info = components.info
         self.trainee = Trainee(
             components, cfg.stage, cfg.lambda_ad, uncond_prob=cfg.uncond_prob, kl_weight=cfg.kl_weight,
-            snr_gamma=cfg.snr_gamma,
+            snr_gamma=cfg.snr_gamma, x0_weighting=cfg.x0_weighting,
+            x0_weight_cap=cfg.x0_weight_cap, background_weight=cfg.background_weight,
+            timestep_range=cfg.timestep_range,
         )
         self.state = self._restore_weights(cfg, ckpt_dir)
         self.trainee.to(session.device)

@@ -55,6 +55,10 @@ class Trainee(nn.Module):
         uncond_prob: float = 0.1,
         kl_weight: float = 1e-4,
         snr_gamma: float | None = None,
+        x0_weighting: bool = False,
+        x0_weight_cap: float | None = None,
+        background_weight: float = 1.0,
+        timestep_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         super().__init__()
         # Control modules first: their parameters are reached through the UNet's processors too.
@@ -69,6 +73,10 @@ class Trainee(nn.Module):
         self.uncond_prob = uncond_prob
         self.kl_weight = kl_weight
         self.snr_gamma = snr_gamma
+        self.x0_weighting = x0_weighting
+        self.x0_weight_cap = x0_weight_cap
+        self.background_weight = background_weight
+        self.timestep_range = timestep_range
         self.noise_scheduler = DDPMScheduler.from_config(components.scheduler_config)
         self.latent_scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
         self.set_trainable()
@@ -129,22 +137,45 @@ class Trainee(nn.Module):
         else:
             pred = self.unet(noisy, timesteps, encoder_hidden_states=context, cross_attention_kwargs=kwargs).sample
             ad = pred.new_zeros((), dtype=torch.float32)
-        diffusion = self.denoising_loss(pred, target, timesteps)
+        diffusion = self.denoising_loss(pred, target, timesteps, self.latent_weights(batch.face_masks, pred))
         loss = diffusion + self.lambda_ad * ad
         return {"loss": loss, "diffusion_loss": diffusion.detach(), "ad_loss": ad.detach()}
 
-    def denoising_loss(self, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    def latent_weights(self, face_masks: torch.Tensor, pred: torch.Tensor) -> torch.Tensor | None:
+        """(B, 1, h, w) per-cell loss weights: 1 on the face, `background_weight` off it (None when 1)."""
+        if self.background_weight == 1.0:
+            return None
+        cover = F.interpolate(face_masks[:, None].float(), size=pred.shape[-2:], mode="area")
+        return self.background_weight + (1.0 - self.background_weight) * cover
+
+    def denoising_loss(
+        self, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor, cell_weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Eq. 4's MSE; with `snr_gamma`, each sample weighted by min(SNR_t, gamma) / SNR_t (epsilon
         target) or / (SNR_t + 1) (v target): Min-SNR weighting (Hang et al., ICCV 2023), which stops the
-        nearly noise-free timesteps from dominating the gradient and converges several times faster."""
-        if self.snr_gamma is None:
-            return F.mse_loss(pred.float(), target.float())
-        per_sample = ((pred.float() - target.float()) ** 2).flatten(1).mean(1)
+        nearly noise-free timesteps from dominating the gradient and converges several times faster.
+        With `x0_weighting`, by 1/SNR_t (optionally clipped), normalised to mean 1. `cell_weights`
+        (B, 1, h, w) make each sample's MSE a weighted mean over latent cells."""
+        squared = (pred.float() - target.float()) ** 2
+        if cell_weights is None:
+            per_sample = squared.flatten(1).mean(1)
+        else:
+            cell_weights = cell_weights.float().expand_as(squared)
+            per_sample = (squared * cell_weights).flatten(1).sum(1) / cell_weights.flatten(1).sum(1)
+        if self.snr_gamma is None and not self.x0_weighting:
+            return per_sample.mean()
         alphas = self.noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
         snr = alphas / (1 - alphas)
-        clipped = torch.clamp(snr, max=self.snr_gamma)
         v_target = self.noise_scheduler.config.prediction_type == "v_prediction"
-        weight = clipped / (snr + 1) if v_target else clipped / snr
+        if self.x0_weighting:
+            # |x0 error|^2 = |eps error|^2 / SNR = |v error|^2 / (SNR + 1); normalised so the lr keeps its scale
+            weight = 1 / (snr + 1) if v_target else 1 / snr
+            if self.x0_weight_cap is not None:
+                weight = torch.clamp(weight, max=self.x0_weight_cap)
+            weight = weight / weight.mean()
+        else:
+            clipped = torch.clamp(snr, max=self.snr_gamma)
+            weight = clipped / (snr + 1) if v_target else clipped / snr
         return (weight * per_sample).mean()
 
     def noised_latents(
@@ -165,7 +196,8 @@ class Trainee(nn.Module):
             latents = (dist.mean + dist.std * eps) * self.latent_scale
         num_t = self.noise_scheduler.config.num_train_timesteps
         noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
-        timesteps = torch.randint(0, num_t, (latents.shape[0],), generator=generator).to(device)
+        low, high = (round(f * num_t) for f in self.timestep_range)
+        timesteps = torch.randint(low, max(high, low + 1), (latents.shape[0],), generator=generator).to(device)
         latents, noise, timesteps = (x[member_of] for x in (latents, noise, timesteps))
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         if self.noise_scheduler.config.prediction_type == "v_prediction":

@@ -2,7 +2,8 @@
 
 - :func:`load_init_modules`: the joint stage "loads both" pre-trained modules — `init_landmark` /
   `init_emotion` name model folders (e.g. the exports of the two pre-training runs) whose
-  ``landmark/`` / ``emotion/`` replace the input model's.
+  ``landmark/`` / ``emotion/`` replace the input model's (weights only when the designs match; the
+  whole module when the design differs but serves the same layers, e.g. a fresh module of a new design).
 - :func:`export_model`: the input model folder with the checkpoint's trained parts written in, as a
   complete model folder (`FaceCrafterPipeline.from_pretrained` and hence `balance` load it directly),
   including the frozen unconditional context of eq. 6 (``text_encoder/uncond_context.safetensors``).
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from facegen.errors import FacegenError
+from facegen.model.attention import install_facecrafter_attention
 from facegen.model.controls import EmotionControlModule, LandmarkControlModule
 from facegen.model.loading import FaceCrafterComponents, load_components, model_hash, read_model_info, save_components
 from facegen.train.checkpoint import load_weights, read_state
@@ -33,9 +35,23 @@ def load_init_modules(components: FaceCrafterComponents, cfg: StageConfig) -> No
         info = read_model_info(source)
         module = cls.from_pretrained(str(Path(source) / info.parts[attr]), use_safetensors=True)
         target = getattr(components, attr)
-        if _architecture(module.config) != _architecture(target.config):
-            raise FacegenError(f"{key}: {attr}/config.json differs from the input model's; use modules made for this model")
-        target.load_state_dict(module.state_dict())
+        if _architecture(module.config) == _architecture(target.config):
+            target.load_state_dict(module.state_dict())
+            continue
+        # A different module design (e.g. a landmark module with a spatial prior) may replace the input's
+        # as long as it serves the same cross-attention layers and reads the same input.
+        for field in ("layer_names", "layer_dims", "image_size", "in_dim"):
+            if field in module.config and list(_as_list(module.config[field])) != list(_as_list(target.config.get(field))):
+                raise FacegenError(
+                    f"{key}: {attr}/config.json has {field}={module.config[field]!r}, the input model's "
+                    f"{target.config.get(field)!r}; use modules made for this model's UNet and inputs"
+                )
+        setattr(components, attr, module.to(device=target.device, dtype=target.dtype))
+        install_facecrafter_attention(components.unet, components.landmark, components.emotion)
+
+
+def _as_list(value):
+    return value if isinstance(value, (list, tuple)) else [value]
 
 
 def _architecture(config) -> str:

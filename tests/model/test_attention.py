@@ -195,3 +195,64 @@ def test_zero_rows_of_a_mixed_batch_are_bit_identical_to_stock_attention(tiny_pi
     finally:
         install_facecrafter_attention(unet, tiny_pipe.landmark, tiny_pipe.emotion)
     assert torch.equal(mixed[zero], stock[zero])
+
+
+def test_landmark_spatial_prior_points_each_query_at_its_own_cell():
+    """With `spatial_prior_width`, the landmark branch's logits get -d^2/(2 w^2) (d in token cells); with a
+    very narrow width each query of a 4x4 feature map reads exactly the value of the 2x2 token under it."""
+    from diffusers.models.attention_processor import Attention
+
+    from facegen.model.controls import LandmarkControlModule
+
+    module = LandmarkControlModule(
+        image_size=16, channels=(4,), token_grid=2, token_dim=8, layer_names=("x.attn2",), layer_dims=(8,),
+        spatial_prior_width=1.0,
+    )
+    bias = module.attention_bias("x.attn2", 16)
+    assert bias.shape == (16, 4)
+    # query (row 0, col 3) sits over token (0, 1); query (3, 0) over token (1, 0)
+    assert int(bias[3].argmax()) == 1 and int(bias[12].argmax()) == 2
+    # query (0, 0) has its centre at (0.25, 0.25) token cells; the tokens' at (0.5|1.5, 0.5|1.5)
+    assert torch.allclose(bias[0], -torch.tensor([0.125, 1.625, 1.625, 3.125]) / 2)
+    with pytest.raises(ValueError, match="square"):
+        module.attention_bias("x.attn2", 12)
+
+    with torch.no_grad():
+        module.log_prior_width.fill_(float(torch.log(torch.tensor(0.02))))
+    attn = Attention(query_dim=8, cross_attention_dim=16, heads=1, dim_head=8)
+    processor = FaceCrafterAttnProcessor("x.attn2", module, None)
+    g = torch.Generator().manual_seed(0)
+    hidden, context, tokens = torch.randn(1, 16, 8, generator=g), torch.randn(1, 3, 16, generator=g), torch.randn(1, 4, 8, generator=g)
+    outputs = []
+    for scale in (0.0, 1.0):
+        processor.recorder = {}
+        with torch.no_grad():
+            processor(attn, hidden, context, lmk_tokens=tokens, lmk_scale=torch.tensor([scale]))
+        outputs.append(processor.recorder["x.attn2"])
+    branch = outputs[1] - outputs[0]
+    values = module.kv[0].to_v(tokens)[0]  # (4, 8)
+    nearest = [(r // 2) * 2 + (c // 2) for r in range(4) for c in range(4)]
+    assert torch.allclose(branch[0], values[nearest], atol=1e-5)
+    # without the prior the same query mixes tokens by content alone
+    plain = LandmarkControlModule(
+        image_size=16, channels=(4,), token_grid=2, token_dim=8, layer_names=("x.attn2",), layer_dims=(8,))
+    assert plain.attention_bias("x.attn2", 16) is None
+
+
+def test_landmark_spatial_prior_survives_save_and_load(tmp_path):
+    from facegen.model.controls import LandmarkControlModule
+
+    module = LandmarkControlModule(
+        image_size=16, channels=(4,), token_grid=2, token_dim=8, layer_names=("a.attn2", "b.attn2"),
+        layer_dims=(8, 16), spatial_prior_width=1.5,
+    )
+    with torch.no_grad():
+        module.log_prior_width[1] = 0.1  # as if trained
+    module.save_pretrained(tmp_path / "landmark")
+    loaded = LandmarkControlModule.from_pretrained(str(tmp_path / "landmark"), use_safetensors=True)
+    assert loaded.config.spatial_prior_width == 1.5
+    for name in ("a.attn2", "b.attn2"):
+        assert torch.equal(loaded.attention_bias(name, 64), module.attention_bias(name, 64))
+    assert not torch.equal(loaded.attention_bias("a.attn2", 64), loaded.attention_bias("b.attn2", 64))
+    with pytest.raises(ValueError, match="spatial_prior_width"):
+        LandmarkControlModule(image_size=16, channels=(4,), token_grid=2, token_dim=8, spatial_prior_width=0.0)

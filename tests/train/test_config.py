@@ -118,3 +118,17 @@ def test_synthface_recipe_configs_validate(path):
     assert cfg.ray.cpus_per_worker == 1 and not cfg.ray.use_gpu
     if "round2" in path.parts:  # round 2 continues from round 1's preset, with a decaying lr
         assert cfg.lr_schedule == "cosine" and "round" in cfg.model
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"timestep_range": [0.8, 0.2]}, "timestep_range"),
+        ({"timestep_range": [0.0, 1.5]}, "timestep_range"),
+        ({"x0_weighting": True, "snr_gamma": 5.0}, "x0_weighting and snr_gamma"),
+        ({"x0_weight_cap": 20.0}, "x0_weight_cap"),
+    ],
+)
+def test_loss_options_are_checked(tmp_path, extra, message):
+    with pytest.raises(FacegenError, match=message):
+        stage_config_from_dict({**BASE, **extra}, "pretrain-lmk")

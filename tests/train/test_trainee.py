@@ -129,3 +129,61 @@ def test_min_snr_weighting_against_a_hand_computed_reference(tiny_model_dir):
     assert weighted.denoising_loss(pred[3:], target[3:], timesteps[3:]).item() == pytest.approx(
         plain.denoising_loss(pred[3:], target[3:], timesteps[3:]).item(), rel=1e-5)
     assert weighted.denoising_loss(pred[:1], target[:1], timesteps[:1]) < plain.denoising_loss(pred[:1], target[:1], timesteps[:1])
+
+
+def test_x0_weighting_against_a_hand_computed_reference(tiny_model_dir):
+    """x0_weighting weights each sample's epsilon MSE by 1/SNR_t, normalised to mean 1 over the batch:
+    the clean-latent error |x0 - x0_hat|^2 = |eps - eps_hat|^2 / SNR_t, up to the batch's common factor."""
+    components = load_components(tiny_model_dir)
+    trainee = Trainee(components, "pretrain-lmk", x0_weighting=True)
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(4, 4, 8, 8, generator=g), torch.randn(4, 4, 8, 8, generator=g)
+    timesteps = torch.tensor([10, 300, 700, 990])
+    alpha_bar = trainee.noise_scheduler.alphas_cumprod
+    inv_snr = [float((1 - alpha_bar[t]) / alpha_bar[t]) for t in timesteps.tolist()]
+    mean_w = sum(inv_snr) / 4
+    expected = sum(w / mean_w * float(((pred[i] - target[i]) ** 2).mean()) for i, w in enumerate(inv_snr)) / 4
+    assert trainee.denoising_loss(pred, target, timesteps).item() == pytest.approx(expected, rel=1e-5)
+    # the noisiest sample dominates: its error alone moves the loss far more than the cleanest one's
+    bumped_high, bumped_low = pred.clone(), pred.clone()
+    bumped_high[3] += 1.0
+    bumped_low[0] += 1.0
+    base = trainee.denoising_loss(pred, target, timesteps)
+    assert trainee.denoising_loss(bumped_high, target, timesteps) - base > 100 * (
+        trainee.denoising_loss(bumped_low, target, timesteps) - base)
+    # with a cap, 1/SNR is clipped before normalising
+    capped = Trainee(components, "pretrain-lmk", x0_weighting=True, x0_weight_cap=2.0)
+    clipped = [min(w, 2.0) for w in inv_snr]
+    expected = sum(w / (sum(clipped) / 4) * float(((pred[i] - target[i]) ** 2).mean()) for i, w in enumerate(clipped)) / 4
+    assert capped.denoising_loss(pred, target, timesteps).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_timestep_range_limits_the_drawn_timesteps(tiny_model_dir):
+    components = load_components(tiny_model_dir)
+    full, high = Trainee(components, "pretrain-lmk"), Trainee(components, "pretrain-lmk", timestep_range=(0.7, 1.0))
+    images = torch.rand(64, 3, 64, 64) * 2 - 1
+    batch = StepInputs(images, torch.randn(64, 512), torch.rand(64, 3, 64, 64), torch.rand(64, 10),
+                       torch.ones(64, 64, 64), torch.ones(64, 2), torch.arange(64))
+    num_t = full.noise_scheduler.config.num_train_timesteps
+    _, _, t_high = high.noised_latents(batch, torch.Generator().manual_seed(0))
+    _, _, t_full = full.noised_latents(batch, torch.Generator().manual_seed(0))
+    assert int(t_high.min()) >= round(0.7 * num_t) and int(t_high.max()) < num_t
+    assert int(t_full.min()) < round(0.7 * num_t)  # 64 uniform draws: P(all >= 700) = 0.3^64
+
+
+def test_background_weight_concentrates_the_loss_on_the_face(tiny_model_dir):
+    """background_weight w: each sample's MSE is the mean over latent cells weighted 1 on the face mask
+    (area-downsampled) and w off it; w = 1 is eq. 4 unchanged."""
+    components = load_components(tiny_model_dir)
+    plain, focused = Trainee(components, "pretrain-emo"), Trainee(components, "pretrain-emo", background_weight=0.25)
+    masks = torch.zeros(2, 64, 64)
+    masks[:, 16:48, 16:48] = 1.0  # the middle 4x4 of an 8x8 latent
+    pred, target, t = torch.zeros(2, 4, 8, 8), torch.zeros(2, 4, 8, 8), torch.tensor([100, 600])
+    pred[:, :, 0, 0] = 1.0  # an error in one background cell only
+    assert plain.latent_weights(masks, pred) is None
+    weights = focused.latent_weights(masks, pred)
+    assert weights.shape == (2, 1, 8, 8) and float(weights[0, 0, 3, 3]) == 1.0 and float(weights[0, 0, 0, 0]) == 0.25
+    total = 16 * 1.0 + 48 * 0.25
+    expected = (4 * 0.25) / (4 * total)  # 4 channels: squared error 1 in one cell of each, weight 0.25
+    assert focused.denoising_loss(pred, target, t, weights).item() == pytest.approx(expected, rel=1e-6)
+    assert plain.denoising_loss(pred, target, t).item() == pytest.approx(4 / 256, rel=1e-6)
