@@ -88,8 +88,24 @@ def _ray_init(cpus: float) -> None:
             return
         except Exception:  # noqa: BLE001 - "The current node timed out during startup"
             ray.shutdown()
+            _kill_own_children()  # the failed node's GCS, raylet, dashboard: ray.shutdown() leaves them running
             if attempt == 5:
                 raise
+
+
+def _kill_own_children() -> None:
+    """Stop the processes this process started (only its own descendants) after a failed Ray start."""
+    try:
+        import psutil
+    except ImportError:
+        return
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(children, timeout=10)
 
 
 def _cpu() -> float:
@@ -97,10 +113,50 @@ def _cpu() -> float:
 
 
 def _rss_mib() -> float:
+    """Peak RSS of this process so far (MiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def scale_child(shards: int, rows_per_shard: int, actors: int, cpus: float, work: Path) -> dict[str, Any]:
+def _current_mib() -> float:
+    """RSS of this process now (MiB; Linux), to tell what a phase keeps from what it only touched."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
+class _Phase:
+    """CPU and wall seconds of a block, the RSS peak and current RSS after it (into `out` under `name`),
+    optionally under cProfile (`profile_dir`/NAME.prof)."""
+
+    def __init__(self, out: dict[str, Any], name: str, profile_dir: str | None = None) -> None:
+        self.out, self.name, self.profile_dir = out, name, profile_dir
+        self.profiler: Any = None
+
+    def __enter__(self) -> "_Phase":
+        if self.profile_dir:
+            import cProfile
+
+            self.profiler = cProfile.Profile()
+        self.cpu, self.wall = _cpu(), time.perf_counter()
+        if self.profiler is not None:
+            self.profiler.enable()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.profiler is not None:
+            self.profiler.disable()
+        self.out[f"{self.name}_cpu"] = _cpu() - self.cpu
+        self.out[f"{self.name}_wall"] = time.perf_counter() - self.wall
+        self.out[f"{self.name}_peak_mib"] = _rss_mib()
+        self.out[f"{self.name}_now_mib"] = _current_mib()
+        if self.profiler is not None:
+            self.profiler.dump_stats(os.path.join(self.profile_dir, f"{self.out['shards']}-{self.name}.prof"))
+
+
+def scale_child(shards: int, rows_per_shard: int, actors: int, cpus: float, work: Path,
+                profile_dir: str | None = None) -> dict[str, Any]:
     """One size, in this (fresh) process: returns the phase CPU/wall seconds and the peak RSS."""
     import ray
 
@@ -124,9 +180,8 @@ def scale_child(shards: int, rows_per_shard: int, actors: int, cpus: float, work
         label_schema=GENERATED_SCHEMA,
         extra_stats={"model_hash": "0" * 64, "manifest_sha256": lock.manifest_sha256},
     )
-    c, t = _cpu(), time.perf_counter()
-    plan_rows = ensure_plan(root, manifest)
-    out["plan_cpu"], out["plan_wall"] = _cpu() - c, time.perf_counter() - t
+    with _Phase(out, "plan", profile_dir):
+        plan_rows = ensure_plan(root, manifest)
     assert plan_rows == shards * rows_per_shard, plan_rows
 
     c = _cpu()
@@ -135,16 +190,13 @@ def scale_child(shards: int, rows_per_shard: int, actors: int, cpus: float, work
     try:
         for phase in ("run", "resume"):
             pool = RayDistributor(actors, num_cpus=cpus / actors)
-            c, t = _cpu(), time.perf_counter()
-            pool.start(task)
-            out[f"{phase}_start_cpu"], out[f"{phase}_start_wall"] = _cpu() - c, time.perf_counter() - t
-            c, t = _cpu(), time.perf_counter()
-            finished = verified_finished(root, lock.fingerprint)
-            run = run_plan(root.url_of(PLAN_NAME), task, pool, total_rows=plan_rows, progress=False, finished=finished)
-            out[f"{phase}_cpu"], out[f"{phase}_wall"] = _cpu() - c, time.perf_counter() - t
-            c, t = _cpu(), time.perf_counter()
-            result = finalize(root, manifest, lock, plan_rows, run, reports=False)
-            out[f"{phase}_finalize_cpu"], out[f"{phase}_finalize_wall"] = _cpu() - c, time.perf_counter() - t
+            with _Phase(out, f"{phase}_start"):
+                pool.start(task)
+            with _Phase(out, phase, profile_dir):
+                finished = verified_finished(root, lock.fingerprint, pool, task)  # as balance: markers checked on the actors
+                run = run_plan(root.url_of(PLAN_NAME), task, pool, total_rows=plan_rows, progress=False, finished=finished)
+            with _Phase(out, f"{phase}_finalize", profile_dir):
+                result = finalize(root, manifest, lock, plan_rows, run, reports=False)
             assert result.complete, result.summary
             assert len(run.resumed) == (shards if phase == "resume" else 0), len(run.resumed)
             del run, result
@@ -165,15 +217,19 @@ def run_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
         try:
             cmd = [sys.executable, __file__, "--_child", str(shards), "--rows-per-shard", str(args.rows_per_shard),
                    "--actors", str(args.actors), "--cpus", str(args.cpus), "--work", str(work)]
+            if args.profile:
+                cmd += ["--profile", str(Path(args.profile).resolve())]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(proc.stderr[-4000:], file=sys.stderr)
                 raise SystemExit(proc.returncode)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
-        finally:
+        except BaseException:
             shutil.rmtree(work, ignore_errors=True)
+            raise
         r["driver_cpu"] = r["plan_cpu"] + r["run_cpu"] + r["run_finalize_cpu"]
         r["ms_per_shard"] = 1000 * r["driver_cpu"] / shards
+        r["resume_dispatch_cpu"] = r["resume_cpu"]
         r["resume_cpu"] = r["resume_cpu"] + r["resume_finalize_cpu"]
         r["resume_ms_per_shard"] = 1000 * r["resume_cpu"] / shards
         r["wall"] = r["plan_wall"] + r["run_wall"] + r["run_finalize_wall"]
@@ -182,6 +238,12 @@ def run_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
               f" {r['resume_ms_per_shard']:>20.3f} {'(same run)':>11}   {r['plan_cpu']:.1f} / {r['run_cpu']:.1f} /"
               f" {r['run_finalize_cpu']:.1f}  (fixed: Ray start {r['ray_cpu']:.1f} s, actors {r['run_start_cpu']:.1f} s CPU;"
               f" before work {r['baseline_mib']:.0f} MiB)", flush=True)
+        phases = ("plan", "run_start", "run", "run_finalize", "resume", "resume_finalize")
+        print(f"{'':>10} RSS MiB after each phase, peak/now: "
+              + ", ".join(f"{p} {r[p + '_peak_mib']:,.0f}/{r[p + '_now_mib']:,.0f}" for p in phases), flush=True)
+        if args.json:  # the rows so far, before the (slow) removal of ~3 files per shard
+            Path(args.json).write_text(json.dumps({"scale": rows}, indent=1))
+        shutil.rmtree(work, ignore_errors=True)
     return rows
 
 
@@ -253,10 +315,11 @@ def main() -> None:
     parser.add_argument("--skip-sim", action="store_true")
     parser.add_argument("--work", default=None, help="scratch folder (default: the system temp)")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--profile", default=None, help="folder for cProfile stats of each phase (SHARDS-PHASE.prof)")
     parser.add_argument("--_child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child is not None:
-        print(json.dumps(scale_child(args._child, args.rows_per_shard, args.actors, args.cpus, Path(args.work))))
+        print(json.dumps(scale_child(args._child, args.rows_per_shard, args.actors, args.cpus, Path(args.work), args.profile)))
         return
     results: dict[str, Any] = {}
     if not args.skip_scale:

@@ -89,6 +89,20 @@ class Location:
             return []
         return sorted(posixpath.basename(str(e).rstrip("/")) for e in entries)
 
+    def iter_names(self, rel: str = "") -> Iterator[str]:
+        """Names under `rel` as the directory yields them (unsorted; nothing if it does not exist). On a
+        local disk a stream (``os.scandir``): a folder of a million shards' files is never held as a list
+        of full paths, as :meth:`list` does."""
+        if not self.is_local:
+            yield from self.list(rel)
+            return
+        try:
+            with os.scandir(self.path(rel)) as entries:
+                for entry in entries:
+                    yield entry.name
+        except (FileNotFoundError, NotADirectoryError):
+            return
+
     def remove(self, rel: str) -> None:
         """Delete a file if present (missing is fine)."""
         try:

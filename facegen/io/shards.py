@@ -354,7 +354,7 @@ def marked_shards(root: Location) -> list[int]:
     (what the driver does at resume; the markers are read and checked by :func:`check_shard`)."""
     suffix = "_stats.json"
     found = []
-    for name in root.list(SHARDS_DIR):
+    for name in root.iter_names(SHARDS_DIR):
         if name.endswith(suffix) and TEMP_MARK not in name:
             try:
                 found.append(int(name[: -len(suffix)]))
@@ -420,7 +420,7 @@ def remove_temporaries(root: Location, shard: int | None = None) -> int:
     """Delete leftovers of interrupted writes (``*.tmp-*``, of one shard or all); returns how many."""
     removed = 0
     prefix = "" if shard is None else f"{shard:06d}"
-    for name in root.list(SHARDS_DIR):
+    for name in list(n for n in root.iter_names(SHARDS_DIR) if TEMP_MARK in n):  # collected first: removal edits the folder
         if TEMP_MARK in name and name.startswith(prefix):
             root.remove(f"{SHARDS_DIR}/{name}")
             removed += 1

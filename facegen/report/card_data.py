@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from facegen.io.fs import Location
@@ -131,11 +132,12 @@ def collect_card_data(root: Location, summary: dict[str, Any] | None = None) -> 
     verification = summary.get("verification") if isinstance(summary.get("verification"), dict) else {}
     estimators = estimator_names(manifest, verification or None)
     weights = weights_used(model.get("name"), model_index, estimators)
-    identities = len(set(labels.column("identity").to_pylist())) if "identity" in labels.column_names else 0
-    shards = len(set(labels.column("shard").to_pylist())) if "shard" in labels.column_names else 0
+    # distinct values / maximum by Arrow compute (a million rows: no Python list or set of them)
+    identities = len(pc.unique(labels.column("identity"))) if "identity" in labels.column_names else 0
+    shards = len(pc.unique(labels.column("shard"))) if "shard" in labels.column_names else 0
     rounds = None
     if "round" in labels.column_names and labels.num_rows:
-        rounds = int(max(v or 0 for v in labels.column("round").to_pylist())) + 1
+        rounds = int(pc.max(pc.fill_null(labels.column("round"), 0)).as_py() or 0) + 1
     by_reason: dict[str, int] = {}
     if rejects is not None and "reject_reason" in rejects.column_names:
         for text in rejects.column("reject_reason").to_pylist():

@@ -136,6 +136,20 @@ class ShardLedger(MutableMapping[int, ShardDone]):
     def __len__(self) -> int:
         return self._len
 
+    def rejected_shards(self) -> list[int]:
+        """Shards with rejected samples, ascending (from the arrays: no per-shard object is built)."""
+        import numpy as np
+
+        size = len(self._present)
+        if size:
+            present = np.frombuffer(self._present, np.uint8)
+            rejected = np.frombuffer(self._rejected, np.int64)[:size]
+            dense = np.flatnonzero((present != 0) & (rejected != 0)).tolist()
+        else:
+            dense = []
+        extra = [s for s, d in self._overflow.items() if d.rejected]
+        return sorted(dense + extra) if extra else dense
+
     def failed_items(self) -> Iterator[tuple[int, tuple[dict[str, str], ...]]]:
         """(shard, failed samples) of the shards that have any, ascending."""
         items = dict(self._failed)

@@ -44,7 +44,9 @@ from facegen.runner.finalize import (
     FAILURES_NAME,
     LABELS_NAME,
     REJECTS_NAME,
+    SUMMARY_COLUMNS,
     SUMMARY_NAME,
+    read_labels,
     write_failures,
     write_labels,
     write_rejects,
@@ -396,7 +398,9 @@ def finalize(
     be drawn is a warning recorded in the summary, never a crash of a dataset whose shards are complete."""
     verify = verify or VerifySettings()
     pause_point("finalize")
-    labels = write_labels(root, run.done, GENERATED_SCHEMA)
+    write_labels(root, run.done, GENERATED_SCHEMA)  # streamed: the rows are not held here
+    # what the summaries (and the reports) read back: a few columns, never the probability vectors
+    labels = read_labels(root, None if reports else SUMMARY_COLUMNS)
     rejects = write_rejects(root, run.done, GENERATED_SCHEMA)
     failures = write_failures(root, run.done, run.failed)
     with root.open(PLAN_NAME, "rb") as f:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from facegen.errors import FacegenError, environment_error
 from facegen.ray_session import connect_ray
 from facegen.io.samples import Sample, SampleFailure
-from facegen.io.shards import ShardStats, remove_temporaries
+from facegen.io.shards import ShardStats, check_shard, remove_temporaries
 from facegen.runner.aggregate import VERIFY_BATCH, ShardDone, check_shards
 from facegen.runner.task import ShardTask, UnitOutcome, Worker
 from facegen.runner.units import WorkUnit
@@ -129,6 +129,23 @@ class ShardActor:
         self.shards_done += 1
         return stats
 
+    def run_batch(self, units: list[WorkUnit]) -> list[tuple[ShardStats | None, str | None]]:
+        """Several short units in one call (what :class:`RayDistributor` sends when units take less than
+        its `batch_seconds`), in order: (stats, None) per written shard, (None, error) per unit whose
+        worker raised (the next unit still runs, as a single call would after an error). A worker that
+        cannot start or a full / read-only disk raises for the whole call, like :meth:`run`."""
+        out: list[tuple[ShardStats | None, str | None]] = []
+        for unit in units:
+            try:
+                out.append((self.run(unit), None))
+            except WorkerStartError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported per unit, retried by the driver
+                if environment_error(exc) is not None:
+                    raise
+                out.append((None, _error_text(exc)))
+        return out
+
     def verify(self, shards: list[int], fingerprint: str) -> list[tuple[int, ShardDone | None, str | None]]:
         """Read and check the markers of `shards` (sizes, sha256 of tar + Parquet) for the driver's
         resume, which only lists them. Needs no worker."""
@@ -170,6 +187,13 @@ class RayDistributor:
         actor_options: extra ``ray.remote`` options (``runtime_env``, ``resources``, ...).
         owns_ray: this distributor shuts Ray down on ``close()`` even though its caller started it
             (:func:`make_distributor` hands over the session it started).
+        batch_seconds: units that take an actor less than this (measured: the shards' own ``seconds``)
+            are sent several per call, about this long together, at most `max_batch`: the driver's Ray
+            cost per call (~1 ms of CPU) is then shared by the batch. Shards of a real model take seconds
+            to minutes and always go one per call. A unit keeps its own attempts and outcome in a batch;
+            when an actor dies mid-batch, the batch's shards that have their marker are done, the first
+            one without is the one that was running (retried like a single call), the rest are re-sent.
+        max_batch: most units per call (1 = never batch).
     """
 
     def __init__(
@@ -185,6 +209,8 @@ class RayDistributor:
         crash_marker: str | None = None,
         owns_ray: bool = False,
         spare_actors: int = 0,
+        batch_seconds: float = 0.1,
+        max_batch: int = 64,
     ) -> None:
         if num_actors < 1:
             raise FacegenError("must be at least 1", where="--num-actors")
@@ -197,7 +223,11 @@ class RayDistributor:
         self.actor_options = dict(actor_options or {})
         self.crash_marker = crash_marker if crash_marker is not None else os.environ.get(CRASH_ENV)
         self._actors: list[Any] = []
-        self._inflight: dict[Any, tuple[Any, WorkUnit, int]] = {}
+        # ref -> (actor, units, attempts): one unit per `run` call, several per `run_batch` call
+        self._inflight: dict[Any, tuple[Any, list[WorkUnit], list[int]]] = {}
+        self.batch_seconds = max(0.0, batch_seconds)
+        self.max_batch = max(1, max_batch)
+        self._unit_seconds: float | None = None  # running mean of the shards' own seconds
         self._started_ray = owns_ray
         self._task: ShardTask | None = None
         self._task_ref: Any = None
@@ -344,6 +374,16 @@ class RayDistributor:
                 self._idle.append(actor)
                 yield from results
 
+    def _batch_size(self) -> int:
+        """Units per call: 1 until a shard's time is known, then about `batch_seconds` of work."""
+        if self.max_batch <= 1 or self._unit_seconds is None:
+            return 1
+        return max(1, min(self.max_batch, int(self.batch_seconds / max(self._unit_seconds, 1e-4))))
+
+    def _observe(self, stats: ShardStats) -> None:
+        seconds = float(stats.seconds)
+        self._unit_seconds = seconds if self._unit_seconds is None else 0.9 * self._unit_seconds + 0.1 * seconds
+
     def run(self, units: Iterable[WorkUnit], task: ShardTask) -> Iterator[UnitOutcome]:
         ray = self._connect()
         from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
@@ -367,14 +407,30 @@ class RayDistributor:
                 exhausted = True
                 return None
 
+        def failed(unit: WorkUnit, attempt: int, error: str) -> UnitOutcome | None:
+            """Retry `unit` (None) or, out of attempts, its failed outcome."""
+            log.warning("shard %d attempt %d failed: %s", unit.shard, attempt, error)
+            if attempt < self.max_attempts:
+                retry.append((unit, attempt + 1))
+                return None
+            return UnitOutcome(unit.shard, unit.num_rows, None, error, attempt)
+
         while True:
             while idle:
                 item = next_unit()
                 if item is None:
                     break
+                batch = [item]
+                size = self._batch_size()
+                while len(batch) < size:
+                    more = next_unit()
+                    if more is None:
+                        break
+                    batch.append(more)
                 actor = idle.popleft()
-                unit, attempt = item
-                self._inflight[actor.run.remote(unit)] = (actor, unit, attempt)
+                batch_units, attempts = [u for u, _ in batch], [a for _, a in batch]
+                ref = actor.run.remote(batch_units[0]) if len(batch) == 1 else actor.run_batch.remote(batch_units)
+                self._inflight[ref] = (actor, batch_units, attempts)
             if not self._inflight:
                 item = next_unit()
                 if item is None:
@@ -390,14 +446,15 @@ class RayDistributor:
                 if ref in self._starting:
                     self._started(ray, ref)  # joins the pool (or waits as a spare); live actors took retries meanwhile
                     continue
-                actor, unit, attempt = self._inflight.pop(ref)
+                actor, batch_units, attempts = self._inflight.pop(ref)
                 try:
-                    stats = ray.get(ref)
+                    result = ray.get(ref)
                 except RayActorError as exc:  # the process died: crash, OOM kill, node loss
                     error = f"actor died: {_error_text(exc).splitlines()[0]}"
                     self._forget(ray, actor)
-                    remove_temporaries(task.root, unit.shard)  # nothing else writes this shard now
                     self._replace(ray)  # a warm spare takes over at once; a new one starts in the background
+                    yield from self._died_mid_batch(task, batch_units, attempts, error, failed, retry)
+                    continue
                 except (RayTaskError, GetTimeoutError) as exc:  # the worker raised; the actor lives on
                     cause = getattr(exc, "cause", None)
                     if isinstance(cause, WorkerStartError):
@@ -407,15 +464,51 @@ class RayDistributor:
                         raise env from None  # a full or read-only disk: retrying cannot help
                     error = _error_text(exc).splitlines()[-1] if str(exc) else type(exc).__name__
                     idle.append(actor)
-                else:
-                    idle.append(actor)
-                    yield UnitOutcome(unit.shard, unit.num_rows, stats, None, attempt)
+                    for unit, attempt in zip(batch_units, attempts):
+                        outcome = failed(unit, attempt, error)
+                        if outcome is not None:
+                            yield outcome
                     continue
-                log.warning("shard %d attempt %d failed: %s", unit.shard, attempt, error)
-                if attempt < self.max_attempts:
-                    retry.append((unit, attempt + 1))
-                else:
-                    yield UnitOutcome(unit.shard, unit.num_rows, None, error, attempt)
+                idle.append(actor)
+                results = [(result, None)] if len(batch_units) == 1 else result
+                for unit, attempt, (stats, error) in zip(batch_units, attempts, results):
+                    if stats is not None:
+                        self._observe(stats)
+                        yield UnitOutcome(unit.shard, unit.num_rows, stats, None, attempt)
+                    else:
+                        outcome = failed(unit, attempt, error or "unknown error")
+                        if outcome is not None:
+                            yield outcome
+
+    def _died_mid_batch(
+        self,
+        task: ShardTask,
+        units: list[WorkUnit],
+        attempts: list[int],
+        error: str,
+        failed: Any,
+        retry: deque[tuple[WorkUnit, int]],
+    ) -> Iterator[UnitOutcome]:
+        """The actor running `units` (in order) died. A single unit is retried (or failed). Of a batch,
+        shards whose marker is there were finished (checked like a resume, on this rare path only), the
+        first without one was running when the actor died (its attempt counts), the rest never started
+        (re-sent as they were)."""
+        running = 0
+        if len(units) > 1:
+            while running < len(units):
+                stats, _ = check_shard(task.root, units[running].shard, task.fingerprint)
+                if stats is None:
+                    break
+                yield UnitOutcome(units[running].shard, units[running].num_rows, stats, None, attempts[running])
+                running += 1
+            if running == len(units):
+                return  # every shard was written; the actor died after the last one
+            retry.extendleft(reversed(list(zip(units[running + 1 :], attempts[running + 1 :]))))
+        unit = units[running]
+        remove_temporaries(task.root, unit.shard)  # nothing else writes this shard now
+        outcome = failed(unit, attempts[running], error)
+        if outcome is not None:
+            yield outcome
 
     def _forget(self, ray: Any, actor: Any) -> None:
         if actor in self._actors:

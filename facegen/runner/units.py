@@ -55,14 +55,21 @@ def assign_shards(table: pa.Table, rows_per_shard: int, column: str = "shard") -
 
 def units_from_table(table: pa.Table, shard_column: str = "shard") -> list[WorkUnit]:
     """Split a table whose `shard_column` is non-decreasing into one unit per shard."""
+    return list(iter_units(table, shard_column))
+
+
+def iter_units(table: pa.Table, shard_column: str = "shard") -> Iterator[WorkUnit]:
+    """:func:`units_from_table`, one unit at a time: a plan row group of 65,536 one-row shards made as a
+    list held 65,536 table slices (~7 KB of Arrow objects each, ~450 MB) while its first units ran."""
     if table.num_rows == 0:
-        return []
+        return
     shards = table.column(shard_column).to_numpy(zero_copy_only=False).astype(np.int64)
     if np.any(np.diff(shards) < 0):
         raise ValueError(f"column {shard_column!r} must be sorted so each shard is a contiguous block")
     starts = np.flatnonzero(np.diff(shards, prepend=shards[0] - 1))
     stops = np.append(starts[1:], len(shards))
-    return [WorkUnit(int(shards[a]), table.slice(int(a), int(b - a))) for a, b in zip(starts, stops)]
+    for a, b in zip(starts.tolist(), stops.tolist()):
+        yield WorkUnit(int(shards[a]), table.slice(a, b - a))
 
 
 def units_from_parquet(
@@ -83,7 +90,7 @@ def units_from_parquet(
             if stats is not None and stats.has_min_max and stats.min == stats.max and stats.min in skip:
                 continue
             group = pf.read_row_group(i)
-            for unit in units_from_table(group, shard_column):
+            for unit in iter_units(group, shard_column):
                 if pending_shard is not None and unit.shard != pending_shard:
                     yield WorkUnit(pending_shard, pa.concat_tables(pending))
                     pending = []

@@ -255,16 +255,21 @@ def verification_summary(
     kept, rejected = per_round(labels), per_round(rejects)
     rounds = sorted(set(kept) | set(rejected) | set(failed_by_round) | {0})
     accepted = int(np.sum(labels.column("accepted").to_numpy(zero_copy_only=False))) if labels.num_rows else 0
-    label_keys = set(labels.column("index").to_pylist()) if labels.num_rows else set()
     failed_plan = {plan_key(k) for k in failed_keys}
-    dropped_idx = {i for i, k in zip(rejects.column("index").to_pylist(), rejects.column("key").to_pylist())
-                   if i not in label_keys and plan_key(k) not in failed_plan} if rejects.num_rows else set()  # fmt: skip
+    dropped_idx: set[int] = set()
+    if rejects.num_rows:  # plan rows with a reject and no kept image (the labels' index column, not a Python set of it)
+        import pyarrow.compute as pc
+
+        kept_mask = pc.is_in(rejects.column("index"), value_set=labels.column("index").combine_chunks()) if labels.num_rows else None
+        kept_flags = kept_mask.to_pylist() if kept_mask is not None else [False] * rejects.num_rows
+        dropped_idx = {i for i, k, in_labels in zip(rejects.column("index").to_pylist(), rejects.column("key").to_pylist(), kept_flags)
+                       if not in_labels and plan_key(k) not in failed_plan}  # fmt: skip
     reasons = {r: 0 for r in REASONS}
     for table in (labels, rejects):
-        if table.num_rows:
-            for text in table.column("reject_reason").to_pylist():
-                for r in filter(None, text.split(",")):
-                    reasons[r] = reasons.get(r, 0) + 1
+        if table.num_rows:  # distinct texts in order of first appearance, with their counts
+            for entry in _value_counts(table.column("reject_reason")):
+                for r in filter(None, str(entry["values"]).split(",")):
+                    reasons[r] = reasons.get(r, 0) + int(entry["counts"])
     return {
         "mode": settings.mode,
         "counted_by": "measured" if settings.measures else "planned (not measured)",
@@ -289,3 +294,10 @@ def verification_summary(
 
 
 __all__ += ["verification_summary"]
+
+
+def _value_counts(column: pa.ChunkedArray) -> list[dict[str, Any]]:
+    """[{"values", "counts"}] of a column's distinct values, in order of first appearance."""
+    import pyarrow.compute as pc
+
+    return pc.value_counts(column.combine_chunks()).to_pylist()

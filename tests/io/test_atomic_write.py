@@ -71,3 +71,13 @@ def test_the_exemplar_bank_writer_is_atomic(tmp_path):
     path = write_exemplar_bank(tmp_path / "bank.parquet", landmarks=lm, emotion=[0, 1], valence=[0, 0], arousal=[0, 0], emotion_probs=probs)
     assert len(load_exemplar_bank(path)) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bank.parquet"]
+
+
+def test_names_are_streamed_like_the_listing_and_a_missing_folder_has_none(root):
+    root.makedirs("s")
+    for name in ("b.tar", "a_stats.json", "c.parquet"):
+        root.write_bytes_atomic(f"s/{name}", b"x")
+    names = root.iter_names("s")
+    assert not isinstance(names, list)  # a generator: a million shards' names are never one list here
+    assert sorted(names) == root.list("s") == ["a_stats.json", "b.tar", "c.parquet"]
+    assert list(root.iter_names("missing")) == [] == root.list("missing")

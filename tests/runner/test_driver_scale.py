@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -165,11 +166,139 @@ def test_driver_scale_benchmark_runs_small(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for column in ("shards", "driver CPU s", "CPU ms/shard", "peak RSS MiB", "wall s"):
+    for column in ("shards", "driver CPU s", "CPU ms/shard", "peak RSS MiB", "wall s", "RSS MiB after each phase"):
         assert column in proc.stdout
     assert "4 actors:" in proc.stdout and "x one actor after start-up (eff " in proc.stdout
     results = json.loads(out.read_text())
     (row,) = results["scale"]
     assert row["shards"] == 2000 and row["driver_cpu"] > 0 and row["peak_mib"] > 0
+    assert row["run_finalize_peak_mib"] >= row["run_peak_mib"] >= row["plan_peak_mib"] > 0
     sim = results["simulated"]
     assert sim["crashed"] == 4 and sim["speedup"] > 0  # 10% of 40 shards crashed their actor once
+
+
+# -- finalize streams labels.parquet; short units go several per Ray call -------------------------------
+
+
+def _labelled(out: str, index: list[int], per_shard: int) -> tuple[ShardTask, Any]:
+    """Shards whose label rows are their plan rows (key, `index`, round 0, shard), `per_shard` rows each."""
+    n = len(index)
+    table = assign_shards(pa.table({"key": [f"{i:09d}" for i in range(n)], "index": index,
+                                    "round": pa.array([0] * n, pa.int16())}), per_shard)
+    task = ShardTask(functools.partial(SimulatedWorker, 0.0, label_rows=True), out, "fp")
+    summary = run_shards(units_from_table(table), task, progress=False)
+    assert summary.ok
+    return task, summary
+
+
+def test_labels_are_streamed_in_plan_order_in_row_groups_of_the_chunk(tmp_path):
+    import pyarrow.parquet as pq
+
+    from facegen.runner.finalize import LABELS_NAME, _in_plan_order, collect_labels, write_labels
+
+    out = str(tmp_path / "ds")
+    _, summary = _labelled(out, list(range(40)), 3)
+    root = Location(out)
+    assert write_labels(root, summary.done, chunk_rows=7) == 40
+    written = pq.ParquetFile(root.path(LABELS_NAME))
+    # streamed: a row group per ~7 rows of whole shards (9, 9, 9, 9, 4), never one table of everything
+    assert [written.metadata.row_group(i).num_rows for i in range(written.num_row_groups)] == [9, 9, 9, 9, 4]
+    assert written.read().equals(_in_plan_order(collect_labels(root, list(summary.done))))
+    assert written.read().column("index").to_pylist() == list(range(40))
+
+
+def test_labels_out_of_plan_order_in_shard_order_are_sorted_as_before(tmp_path):
+    import pyarrow.parquet as pq
+
+    from facegen.runner.finalize import LABELS_NAME, write_labels
+
+    out = str(tmp_path / "ds")
+    index = [10, 11, 12, 0, 1, 2, 13, 14, 3, 4]  # like a regeneration round: later shards hold earlier plan rows
+    _, summary = _labelled(out, index, 2)
+    root = Location(out)
+    assert write_labels(root, summary.done, chunk_rows=3) == 10
+    labels = pq.read_table(root.path(LABELS_NAME))
+    assert labels.column("index").to_pylist() == sorted(index)
+    assert labels.column("key").to_pylist() == [f"{index.index(i):09d}" for i in sorted(index)]
+
+
+def test_the_ledger_lists_rejected_shards_from_its_arrays():
+    ledger = ShardLedger()
+    for shard, rejected in ((0, 0), (1, 2), (2, 0), (7, 1)):
+        ledger[shard] = ShardDone(shard, 1, 0, 0.1, 0.0, rejected=rejected)
+    ledger[9_000_000] = ShardDone(9_000_000, 1, 0, 0.1, 0.0, rejected=3)  # the overflow dict too
+    assert ledger.rejected_shards() == [1, 7, 9_000_000]
+    del ledger[1]
+    assert ledger.rejected_shards() == [7, 9_000_000]
+
+
+def test_a_batch_call_reports_each_unit_and_goes_on_after_a_worker_error(tmp_path):
+    from facegen.runner.distributors import ShardActor
+
+    out = str(tmp_path / "ds")
+    task = ShardTask(functools.partial(SimulatedWorker, 0.0, fail_shards={1}), out, "fp")
+    actor = ShardActor(task)  # the actor's body, in this process
+    results = actor.run_batch(units_from_table(_table(6, 2)))
+    assert [s.shard if s is not None else None for s, _ in results] == [0, None, 2]
+    assert results[1][1] == "RuntimeError: injected error in shard 1"
+    assert sorted(all_shard_stats(Location(out))) == [0, 2]
+
+
+def test_an_actor_dying_mid_batch_retries_only_the_running_unit(tmp_path):
+    """Of a batch whose actor died: shards with a marker are done, the first without one was running (its
+    attempt counts), the ones after it never started (re-sent at the same attempt)."""
+    from collections import deque
+
+    out = str(tmp_path / "ds")
+    units = units_from_table(_table(10, 2))  # shards 0..4
+    task = ShardTask(functools.partial(SimulatedWorker, 0.0), out, "fp")
+    assert run_shards(units[:2], task, progress=False).ok  # the actor wrote shards 0 and 1, then died in 2
+    root = Location(out)
+    root.write_bytes_atomic(ShardPaths(2).tar + TEMP_MARK + "x", b"half a tar")
+    retry: deque = deque()
+    failures: list = []
+
+    def failed(unit, attempt, error):
+        failures.append((unit.shard, attempt, error))
+        retry.append((unit, attempt + 1))
+
+    pool = RayDistributor(1)
+    outcomes = list(pool._died_mid_batch(task, units, [1, 2, 1, 1, 3], "actor died: x", failed, retry))
+    assert [(o.shard, o.attempts, o.stats.count) for o in outcomes] == [(0, 1, 2), (1, 2, 2)]
+    assert failures == [(2, 1, "actor died: x")]
+    assert [(u.shard, a) for u, a in retry] == [(3, 1), (4, 3), (2, 2)]
+    assert not [n for n in root.list("shards") if TEMP_MARK in n]  # the running unit's temporaries are gone
+
+
+@pytest.mark.slow
+def test_short_units_go_several_per_call_with_a_crash_retrying_only_its_shard(ray_local, tmp_path):
+    crash_dir = tmp_path / "crashes"
+    crash_dir.mkdir()
+    n, per_shard = 80, 2
+    worker = functools.partial(SimulatedWorker, 0.0, crash_shards={30}, crash_dir=str(crash_dir))
+    out = str(tmp_path / "ds")
+    task = ShardTask(worker, out, "fp")
+    pool = RayDistributor(2, num_cpus=0.25, batch_seconds=10.0, max_batch=8)
+    summary = run_shards(units_from_table(_table(n, per_shard)), task, pool, progress=False)
+    assert (crash_dir / "crash-30").exists()  # the actor really died, mid-batch
+    assert pool._batch_size() == 8  # zero-cost shards: full batches after the first result
+    assert summary.ok and summary.retried == {30: 2}
+    assert sorted(summary.done) == list(range(n // per_shard)) and summary.samples == n
+    stats = all_shard_stats(Location(out))
+    assert sorted(stats) == list(range(n // per_shard)) and sum(s.count for s in stats.values()) == n
+
+
+def test_plan_units_are_made_one_at_a_time_not_a_row_group_at_once(tmp_path):
+    import gc
+
+    import pyarrow.parquet as pq
+
+    from facegen.runner.units import units_from_parquet
+
+    path = tmp_path / "plan.parquet"
+    pq.write_table(_table(20_000, 1), path, row_group_size=20_000)  # one row group of 20,000 one-row shards
+    units = units_from_parquet(str(path), skip={0})
+    first = next(units)
+    alive = sum(type(o) is WorkUnit for o in gc.get_objects())  # type(): isinstance wakes lazy module proxies
+    assert first.shard == 1 and alive < 100, alive  # a list of the group's units held 20,000 table slices
+    assert sum(1 for _ in units) == 19_998
