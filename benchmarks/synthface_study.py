@@ -15,10 +15,11 @@ estimator from the images (verify keeps landmarks, not the domain's expression p
   the AD loss (if `runs/synthface/joint_noad/model` exists).
 - Guidance sweep (joint model): wLMK 0..4 on id+lmk, wEMO 0..4 on id+emo.
 
-    .venv/bin/python benchmarks/synthface_study.py [--runs runs/synthface/round2] [--data runs/synthface/data]
-        [--samples 512] [--steps 25] [--part table1|diversity|sweep]
+    .venv/bin/python benchmarks/synthface_study.py [--runs runs/synthface/round3] [--data runs/synthface/data]
+        [--samples 512] [--steps 25] [--part table1|diversity|sweep|intervals]
 
-`--runs` holds the stage outputs (base/, pretrain_lmk/, pretrain_emo/, joint/, joint_no_ad/); `--data` the
+`--runs` holds the control stages' outputs (pretrain_lmk/, pretrain_emo/, joint/, joint_no_ad/), `--base`
+the base model they were trained on, `--init` the untrained control modules of row 1; `--data` the
 renders (heldout/). Two `--part` processes can run side by side (one core each); each merges its rows
 into the results .json, and `--render-only` rewrites the .md from it.
 
@@ -78,18 +79,26 @@ def heldout_assets(data_root: Path, work: Path) -> tuple[Path, Path, np.ndarray]
     return identities, bank, truth
 
 
-def compose_untrained(runs: Path, init: Path, out: Path) -> Path:
+def compose_untrained(base: Path, init: Path, out: Path) -> Path:
     """Base model + freshly initialised (untrained) control modules from `init` (`synthface init-model`)."""
     from facegen.model.loading import load_components, save_components
 
     if (out / "facegen.json").is_file():
         return out
-    comps = load_components(runs / "base" / "model")
+    comps = load_components(base)
     fresh = load_components(init)
-    comps.landmark.load_state_dict(fresh.landmark.state_dict())
-    comps.emotion.load_state_dict(fresh.emotion.state_dict())
+    _replace_controls(comps, landmark=fresh.landmark, emotion=fresh.emotion)
     save_components(comps, out, overwrite=True)
     return out
+
+
+def _replace_controls(comps, **modules) -> None:
+    """Swap whole control modules into loaded components (designs may differ) and re-install attention."""
+    from facegen.model.attention import install_facecrafter_attention
+
+    for name, module in modules.items():
+        setattr(comps, name, module)
+    install_facecrafter_attention(comps.unet, comps.landmark, comps.emotion)
 
 
 def target_column(table, name: str) -> np.ndarray:
@@ -100,14 +109,14 @@ def target_column(table, name: str) -> np.ndarray:
 
 def compose_pretrained(runs: Path, out: Path) -> Path:
     """Base model + pre-trained landmark module + pre-trained emotion module (no joint stage)."""
+    from facegen.model.controls import EmotionControlModule
     from facegen.model.loading import load_components, save_components
-    from facegen.model.controls import EmotionControlModule, LandmarkControlModule
 
     if (out / "facegen.json").is_file():
         return out
     comps = load_components(runs / "pretrain_lmk" / "model")
     emo = EmotionControlModule.from_pretrained(str(runs / "pretrain_emo" / "model" / "emotion"), use_safetensors=True)
-    comps.emotion.load_state_dict(emo.state_dict())
+    _replace_controls(comps, emotion=emo)
     save_components(comps, out, overwrite=True)
     return out
 
@@ -118,7 +127,7 @@ def generate_and_verify(model: Path, work: Path, name: str, identities: Path, ba
     from facegen.runner.balance import BalanceConfig, run_balance
 
     out = work / name
-    per_identity = max(1, samples // 100)
+    per_identity = max(1, -(-samples // 100))  # at least `samples` images
     manifest = work / f"{name}.yaml"
     manifest.write_text(MANIFEST.format(
         seed=seed, model=model, steps=steps, wid=guidance[0], wlmk=guidance[1], wemo=guidance[2],
@@ -236,9 +245,11 @@ def diversity(run: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "synthface" / "round2")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "synthface" / "round3")
     parser.add_argument("--data", type=Path, default=ROOT / "runs" / "synthface" / "data")
-    parser.add_argument("--init", type=Path, default=ROOT / "runs" / "synthface" / "init",
+    parser.add_argument("--base", type=Path, default=ROOT / "runs" / "synthface" / "round2" / "base" / "model",
+                        help="the base model folder of row 1 (round 3 trains controls on round 2's base)")
+    parser.add_argument("--init", type=Path, default=ROOT / "runs" / "synthface" / "controls_init",
                         help="a `facegen synthface init-model` folder: the untrained control modules of row 1")
     parser.add_argument("--part", choices=("all", "table1", "diversity", "sweep", "intervals"), default="all")
     parser.add_argument("--samples", type=int, default=512)
@@ -268,7 +279,8 @@ def main() -> None:
     identities, bank, bank_truth = heldout_assets(args.data.resolve(), work)
     all_controls = "{id: 0.25, id+lmk: 0.25, id+emo: 0.25, id+lmk+emo: 0.25}"
     models = {
-        "base only (control modules untrained)": compose_untrained(runs, args.init, work / "base_untrained_controls"),
+        "base only (control modules untrained)": compose_untrained(
+            args.base.resolve(), args.init, work / "base_untrained_controls"),
         "pre-trained LMK": runs / "pretrain_lmk" / "model",
         "pre-trained LMK+EMO": compose_pretrained(runs, work / "pretrained_lmk_emo"),
         "joint": runs / "joint" / "model",
@@ -379,10 +391,10 @@ def _p(x) -> str:
 
 def render_markdown(results: dict, runs: Path) -> str:
     s = results["settings"]
-    # rows hold samples // 100 images per identity: the counts actually measured, not the requested ones
+    # rows hold ceil(samples / 100) images per identity: the counts actually measured, not the requested ones
     n_row = next((r["samples"] for r in results["table1"].values()), s["samples"])
-    n_small = next((r["samples"] for part in ("intervals", "sweep") for r in results.get(part, {}).values()),
-                   s["sweep_samples"])
+    n_sweep = next((r["samples"] for r in results.get("sweep", {}).values()), s["sweep_samples"])
+    n_intervals = next((r["samples"] for r in results.get("intervals", {}).values()), s["sweep_samples"])
     lines = [
         "# synthface study: FaceCrafter's Tables 1-3, measured on a domain with known truth",
         "",
@@ -422,7 +434,7 @@ def render_markdown(results: dict, runs: Path) -> str:
         lines.append("not measured (no joint model)")
     lines += ["", "## Guidance sweep (joint model)", ""]
     if results["sweep"]:
-        lines += [f"{n_small} images per setting; id+lmk rows for wLMK, id+emo rows for wEMO.", "",
+        lines += [f"{n_sweep} images per setting; id+lmk rows for wLMK, id+emo rows for wEMO.", "",
                   "| setting | yaw RMSE | pitch RMSE | roll RMSE | emotion acc. | ID rank-1 |", "|---|---|---|---|---|---|"]
         for label, r in results["sweep"].items():
             lines.append(f"| {label} | {_f(r['yaw_rmse'])} | {_f(r['pitch_rmse'])} | {_f(r['roll_rmse'])} | "
@@ -431,7 +443,7 @@ def render_markdown(results: dict, runs: Path) -> str:
         lines.append("not measured")
     lines += ["", "## Guidance intervals and steps (joint model, issue 13)", ""]
     if results.get("intervals"):
-        lines += [f"{n_small} images per setting, all four control sets; UNet rows per image for an "
+        lines += [f"{n_intervals} images per setting, all four control sets; UNet rows per image for an "
                   "id+lmk+emo image (full eq. 6 at 25 steps = 100).", "",
                   "| setting | UNet rows / image | yaw RMSE | pitch RMSE | emotion acc. | ID rank-1 |", "|---|---|---|---|---|---|"]
         for label, r in results["intervals"].items():
