@@ -19,11 +19,13 @@ estimator from the images (verify keeps landmarks, not the domain's expression p
         [--samples 512] [--steps 25] [--part table1|diversity|sweep|intervals]
 
 `--runs` holds the control stages' outputs (pretrain_lmk/, pretrain_emo/, joint/, joint_no_ad/), `--base`
-the base model they were trained on, `--init` the untrained control modules of row 1; `--data` the
-renders (heldout/). Two `--part` processes can run side by side (one core each); each merges its rows
+the base model they were trained on, `--init` the untrained control modules of row 1, `--vae` the model
+whose autoencoder decodes every row (round 4 retrained only the decoder; `--vae none` = each model's
+own); `--data` the renders (heldout/). Two `--part` processes can run side by side (one core each); each merges its rows
 into the results .json, and `--render-only` rewrites the .md from it.
 
-Writes benchmarks/results/synthface.md (and .json next to it).
+Writes benchmarks/results/synthface.md (and .json next to it); round 3's own study (its decoder) is kept
+as benchmarks/results/synthface_round3.md.
 """
 
 from __future__ import annotations
@@ -105,6 +107,37 @@ def target_column(table, name: str) -> np.ndarray:
     """A planned value per row: `target_<name>` in datasets measured in the loop, `<name>` before."""
     column = f"target_{name}" if f"target_{name}" in table.column_names else name
     return table.column(column).to_numpy(zero_copy_only=False)
+
+
+def compose_pretrained_lmk(runs: Path, init: Path, out: Path) -> Path:
+    """Base model + pre-trained landmark module + an untrained emotion module (from `init`): the
+    pretrain-lmk stage's output carries whatever emotion module its input model had (round 4 starts from
+    round 3's trained one), which must not leak into the LMK-only row."""
+    from facegen.model.loading import load_components, save_components
+
+    if (out / "facegen.json").is_file():
+        return out
+    comps = load_components(runs / "pretrain_lmk" / "model")
+    _replace_controls(comps, emotion=load_components(init).emotion)
+    save_components(comps, out, overwrite=True)
+    return out
+
+
+def compose_with_vae(model: Path, vae_source: Path, out: Path) -> Path:
+    """`model` with the autoencoder of `vae_source` (a round that retrained only the decoder: the same
+    latents, decoded by the new decoder)."""
+    from facegen.model.loading import load_components, save_components
+    from facegen.model.folder import model_hash
+
+    stamp = out / ".vae_source"
+    key = f"{model_hash(model)} {model_hash(vae_source)}"
+    if (out / "facegen.json").is_file() and stamp.is_file() and stamp.read_text() == key:
+        return out
+    comps = load_components(model)
+    comps.vae = load_components(vae_source).vae
+    save_components(comps, out, overwrite=True)
+    stamp.write_text(key)
+    return out
 
 
 def compose_pretrained(runs: Path, out: Path) -> Path:
@@ -251,6 +284,11 @@ def main() -> None:
                         help="the base model folder of row 1 (round 3 trains controls on round 2's base)")
     parser.add_argument("--init", type=Path, default=ROOT / "runs" / "synthface" / "controls_init",
                         help="a `facegen synthface init-model` folder: the untrained control modules of row 1")
+    parser.add_argument("--vae", type=Path, default=ROOT / "runs" / "synthface" / "round4" / "decoder" / "model",
+                        help="decode every row with this model folder's autoencoder (round 4 retrained only round 3's "
+                        "decoder: the shipped model); 'none' = each model's own")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "synthface" / "round4" / "study",
+                        help="scratch folder for the generated datasets")
     parser.add_argument("--part", choices=("all", "table1", "diversity", "sweep", "intervals"), default="all")
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--sweep-samples", type=int, default=256)
@@ -274,17 +312,27 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     runs = args.runs.resolve()
-    work = runs / "study"
+    if str(args.vae) == "none":
+        args.vae = None
+    work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+
+    def decoded(model: Path, slug: str) -> Path:
+        if args.vae is None or not (model / "facegen.json").is_file():
+            return model
+        return compose_with_vae(model, args.vae.resolve(), work / f"with_vae_{slug}")
+
     identities, bank, bank_truth = heldout_assets(args.data.resolve(), work)
     all_controls = "{id: 0.25, id+lmk: 0.25, id+emo: 0.25, id+lmk+emo: 0.25}"
     models = {
         "base only (control modules untrained)": compose_untrained(
             args.base.resolve(), args.init, work / "base_untrained_controls"),
-        "pre-trained LMK": runs / "pretrain_lmk" / "model",
+        "pre-trained LMK": compose_pretrained_lmk(runs, args.init, work / "pretrained_lmk"),
         "pre-trained LMK+EMO": compose_pretrained(runs, work / "pretrained_lmk_emo"),
         "joint": runs / "joint" / "model",
     }
+    models = {label: decoded(model, f"t1_{i}") for i, (label, model) in enumerate(models.items())}
+    joint, joint_no_ad = decoded(runs / "joint" / "model", "joint"), decoded(runs / "joint_no_ad" / "model", "joint_no_ad")
     results: dict = {"settings": {"samples": args.samples, "sweep_samples": args.sweep_samples, "steps": args.steps,
                                   "identities": 100}, "table1": {},
                      "diversity": {}, "sweep": {}, "intervals": {}}
@@ -305,8 +353,7 @@ def main() -> None:
         results["table1"][label] = row_metrics(run, bank_truth)
         _save(args.out, results)
         print(label, json.dumps({k: v for k, v in results["table1"][label].items() if k != "per_control"}), flush=True)
-    for label, model in (("joint (with AD loss)", runs / "joint" / "model"),
-                         ("joint without AD loss", runs / "joint_no_ad" / "model")):
+    for label, model in (("joint (with AD loss)", joint), ("joint without AD loss", joint_no_ad)):
         if args.part not in ("all", "diversity"):
             break
         if (model / "facegen.json").is_file() and label not in results["diversity"]:
@@ -316,20 +363,20 @@ def main() -> None:
             results["diversity"][label] = diversity(run)
             _save(args.out, results)
             print(label, results["diversity"][label], flush=True)
-    if args.part in ("all", "sweep") and not args.skip_sweep and (runs / "joint" / "model" / "facegen.json").is_file():
+    if args.part in ("all", "sweep") and not args.skip_sweep and (joint / "facegen.json").is_file():
         for branch in ("lmk", "emo"):
             for w in (float(x) for x in args.sweep_weights.split(",")):
                 if f"w{branch.upper()}={w:g}" in results["sweep"]:
                     continue
                 g = (2.5, w, 2.0) if branch == "lmk" else (2.5, 2.0, w)
-                run = generate_and_verify(runs / "joint" / "model", work, f"sweep_{branch}_{w:g}", identities, bank,
+                run = generate_and_verify(joint, work, f"sweep_{branch}_{w:g}", identities, bank,
                                           samples=args.sweep_samples, steps=args.steps, controls=f"id+{branch}", guidance=g)
                 r = row_metrics(run, bank_truth)
                 results["sweep"][f"w{branch.upper()}={w:g}"] = r
                 _save(args.out, results)
                 print(branch, w, r["yaw_rmse"], r["emotion_accuracy"], r["identity_rank1"], flush=True)
-    if args.part in ("all", "intervals") and (runs / "joint" / "model" / "facegen.json").is_file():
-        measure_intervals(runs / "joint" / "model", work, identities, bank, bank_truth, args, results)
+    if args.part in ("all", "intervals") and (joint / "facegen.json").is_file():
+        measure_intervals(joint, work, identities, bank, bank_truth, args, results)
     _save(args.out, results)
     args.out.write_text(render_markdown(results, runs))
     print(f"wrote {args.out}")

@@ -103,6 +103,7 @@ def ship(
         "configs": {
             p.relative_to(configs).with_suffix("").as_posix(): yaml.safe_load(p.read_text())
             for p in sorted(configs.rglob("*.yaml"))
+            if "planned" not in p.relative_to(configs).parts  # configs of rounds not run yet
         },
         "metrics": json.loads(metrics.read_text()) if metrics else {},
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -36,6 +36,7 @@ from facegen.model.folder import (  # noqa: F401 - re-exported for callers of th
 )
 from facegen.model.identity import IdentityEncoder
 from facegen.model.pipeline import FaceCrafterPipeline
+from facegen.model.vae import Autoencoder
 
 
 @dataclass
@@ -46,7 +47,7 @@ class FaceCrafterComponents:
     unet: UNet2DConditionModel
     text_encoder: CLIPTextModel
     tokenizer: CLIPTokenizer
-    vae: AutoencoderKL
+    vae: Autoencoder
     scheduler: SchedulerMixin
     landmark: LandmarkControlModule
     emotion: EmotionControlModule

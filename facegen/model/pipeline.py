@@ -31,7 +31,7 @@ import diffusers
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers import DiffusionPipeline, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -61,6 +61,7 @@ from facegen.model.guidance import (
 )
 from facegen.model.identity import ID_PROMPT, ID_TOKEN, IdentityEncoder
 from facegen.model.schedulers import SCHEDULERS, scheduler_from_name, scheduler_name, step_sigmas
+from facegen.model.vae import Autoencoder, vae_scale_factor
 
 _DEFAULT = GuidanceWeights()
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
@@ -109,7 +110,7 @@ class FaceCrafterPipeline(DiffusionPipeline):
     def __init__(
         self,
         unet: UNet2DConditionModel,
-        vae: AutoencoderKL,
+        vae: Autoencoder,
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         scheduler: SchedulerMixin,
@@ -143,7 +144,7 @@ class FaceCrafterPipeline(DiffusionPipeline):
             model_name=model_name,
             provenance=dict(provenance or {}),
         )
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = vae_scale_factor(vae)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self.identity_encoder = IdentityEncoder(text_encoder, tokenizer, id_prompt, id_token)
         self.install_controls()

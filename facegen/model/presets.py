@@ -22,6 +22,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from facegen.errors import FacegenError
 from facegen.model.attention import CrossAttentionLayer, cross_attention_layers
 from facegen.model.controls import EmotionControlModule, LandmarkControlModule
+from facegen.model.vae import vae_scale_factor
 from facegen.model.folder import quiet_transformers, staged_dir
 from facegen.model.identity import ID_PROMPT
 from facegen.model.pipeline import FaceCrafterPipeline
@@ -347,7 +348,7 @@ def assemble_arc2face_model(
     except (OSError, ValueError) as exc:
         raise FacegenError(f"cannot load: {str(exc).splitlines()[0]}", where="model init") from None
     scheduler_config = json.loads((sd15_dir / "scheduler" / "scheduler_config.json").read_text())
-    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    vae_scale = vae_scale_factor(vae)
     with seeded(seed):
         landmark, emotion = build_control_modules(cross_attention_layers(unet), REAL_LANDMARK_SIZE, zero_init_values=True)
     pipe = FaceCrafterPipeline(

@@ -32,6 +32,22 @@ class MixedConditioningConfig(_Strict):
     replicas: int | None = Field(None, ge=2, description="copies per item in a batch; default = batch_size (paper)")
 
 
+class DecoderConfig(_Strict):
+    """vae stage: the shape of a new decoder (or whole autoencoder): widths per level and depth."""
+
+    block_out_channels: list[int] = Field(
+        min_length=1, description="width per level, highest resolution first; as many levels as the encoder"
+    )
+    layers_per_block: int = Field(1, ge=1, le=4, description="ResNet blocks per level (+1, as in diffusers)")
+
+    @field_validator("block_out_channels")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(c < 1 for c in v):
+            raise ValueError("every width must be >= 1")
+        return v
+
+
 class RayConfig(_Strict):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
@@ -84,6 +100,18 @@ class StageConfig(_Strict):
     )
     uncond_prob: float = Field(0.1, ge=0, le=1, description="base: probability of training a sample unconditionally")
     kl_weight: float = Field(1e-4, ge=0, description="vae: weight of the KL term per latent element")
+    train_encoder: bool = Field(
+        True, description="vae: false = train only the decoder; the latent space, and so every UNet and "
+        "control module trained on it, stays valid (how Stable Diffusion's ft-MSE VAE was made)",
+    )
+    reconstruction_loss: Literal["mse", "l1"] = Field("mse", description="vae: pixel loss of the reconstruction")
+    decoder: DecoderConfig | None = Field(
+        None, description="vae: replace the decoder with a new one of these widths (encoder weights kept)"
+    )
+    new_autoencoder: DecoderConfig | None = Field(
+        None, description="vae: replace the whole autoencoder with a new one of these widths (same image and "
+        "latent shapes; a new latent space, so the UNet must be retrained on it afterwards)",
+    )
     snr_gamma: float | None = Field(
         None, gt=0, description="Min-SNR loss weighting min(SNR, gamma)/SNR per sample (e.g. 5); null = plain eq. 4"
     )
@@ -97,8 +125,8 @@ class StageConfig(_Strict):
         "the mid-noise steps keep some weight; null = no clipping",
     )
     background_weight: float = Field(
-        1.0, ge=0, le=1, description="loss weight of latent cells outside the face mask relative to inside "
-        "(1 = eq. 4 as is); below 1 the loss concentrates on the face, where expressions are",
+        1.0, ge=0, le=1, description="loss weight of latent cells (vae stage: pixels) outside the face mask "
+        "relative to inside (1 = eq. 4 as is); below 1 the loss concentrates on the face, where expressions are",
     )
     timestep_range: tuple[float, float] = Field(
         (0.0, 1.0), description="train on timesteps drawn uniformly from this fraction of the schedule, e.g. [0.6, 1.0]"
@@ -145,6 +173,13 @@ class StageConfig(_Strict):
             raise ValueError("x0_weight_cap applies to x0_weighting; set x0_weighting: true or drop the cap")
         if self.x0_weighting and self.snr_gamma is not None:
             raise ValueError("x0_weighting and snr_gamma are two loss weightings; set one of them")
+        if stage_spec(self.stage).objective != "autoencoder":
+            for name, default in (("train_encoder", True), ("reconstruction_loss", "mse"), ("decoder", None),
+                                  ("new_autoencoder", None)):
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name} applies to the autoencoder (vae) stage only; drop it from the {self.stage} config")
+        if self.new_autoencoder is not None and (self.decoder is not None or not self.train_encoder):
+            raise ValueError("new_autoencoder trains a whole new autoencoder; drop decoder / train_encoder: false")
         return self
 
     @property

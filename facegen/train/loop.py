@@ -180,16 +180,18 @@ class StageModel:
     def __init__(self, cfg: StageConfig, session, ckpt_dir: Path | None) -> None:
         from facegen.model.loading import load_components
         from facegen.train.trainee import Trainee
-        from facegen.train.weights import load_init_modules
+        from facegen.train.weights import apply_decoder, load_init_modules
 
         components = load_components(cfg.model, device="cpu")
         load_init_modules(components, cfg)
+        apply_decoder(components, cfg)
         self.info = components.info
         self.trainee = Trainee(
             components, cfg.stage, cfg.lambda_ad, uncond_prob=cfg.uncond_prob, kl_weight=cfg.kl_weight,
             snr_gamma=cfg.snr_gamma, x0_weighting=cfg.x0_weighting,
             x0_weight_cap=cfg.x0_weight_cap, background_weight=cfg.background_weight,
-            timestep_range=cfg.timestep_range,
+            timestep_range=cfg.timestep_range, train_encoder=cfg.train_encoder,
+            reconstruction_loss=cfg.reconstruction_loss,
         )
         self.state = self._restore_weights(cfg, ckpt_dir)
         self.trainee.to(session.device)

@@ -21,6 +21,7 @@ from torch import nn
 
 from facegen.model.attention import record_attention
 from facegen.model.loading import FaceCrafterComponents
+from facegen.model.vae import ENCODER_PARTS
 from facegen.train.losses import attention_disentanglement_loss
 
 from facegen.train.stages import STAGE_SPECS, stage_spec
@@ -59,6 +60,8 @@ class Trainee(nn.Module):
         x0_weight_cap: float | None = None,
         background_weight: float = 1.0,
         timestep_range: tuple[float, float] = (0.0, 1.0),
+        train_encoder: bool = True,
+        reconstruction_loss: str = "mse",
     ) -> None:
         super().__init__()
         # Control modules first: their parameters are reached through the UNet's processors too.
@@ -77,6 +80,8 @@ class Trainee(nn.Module):
         self.x0_weight_cap = x0_weight_cap
         self.background_weight = background_weight
         self.timestep_range = timestep_range
+        self.train_encoder = train_encoder
+        self.reconstruction_loss = reconstruction_loss
         self.noise_scheduler = DDPMScheduler.from_config(components.scheduler_config)
         self.latent_scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
         self.set_trainable()
@@ -102,6 +107,14 @@ class Trainee(nn.Module):
         for name in ("landmark", "emotion"):
             if name not in TRAINABLE_PARTS[self.stage]:
                 getattr(self, name).requires_grad_(False)
+        if self.spec.objective == "autoencoder":
+            frozen = [] if self.train_encoder else list(ENCODER_PARTS)
+            if getattr(self.vae.decoder, "condition_encoder", None) is not None:
+                frozen.append("decoder.condition_encoder")  # AsymmetricAutoencoderKL's inpainting input: unused
+            for path in frozen:
+                part = self.vae.get_submodule(path)
+                part.requires_grad_(False)
+                part.eval()
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Exactly the trainable parameters (what checkpoints store)."""
@@ -114,14 +127,19 @@ class Trainee(nn.Module):
         return self.diffusion_losses(batch, generator)
 
     def autoencoder_losses(self, batch: StepInputs, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """VAE stage: MSE reconstruction + kl_weight * KL per latent element."""
+        """VAE stage: MSE (or L1) reconstruction, pixels off the face weighted by `background_weight`,
+        + kl_weight * KL per latent element (only when the encoder trains: a frozen encoder's latent
+        distribution is fixed)."""
         images = batch.images.to(self.vae.dtype)
         dist = self.vae.encode(images).latent_dist
         eps = torch.randn(dist.mean.shape, generator=generator).to(images.device, dist.mean.dtype)
         recon = self.vae.decode(dist.mean + dist.std * eps).sample
-        rec = F.mse_loss(recon.float(), images.float())
+        err = recon.float() - images.float()
+        err = err.abs() if self.reconstruction_loss == "l1" else err**2
+        weights = self.latent_weights(batch.face_masks, err)  # pixel weights here: face vs background
+        rec = err.mean() if weights is None else (err * weights).sum() / (weights.expand_as(err).sum())
         kl = dist.kl().float().mean() / dist.mean[0].numel()
-        loss = rec + self.kl_weight * kl
+        loss = rec + self.kl_weight * kl if self.train_encoder else rec
         return {"loss": loss, "diffusion_loss": rec.detach(), "ad_loss": kl.detach()}
 
     def diffusion_losses(self, batch: StepInputs, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -59,6 +59,22 @@ def _architecture(config) -> str:
     return json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}, sort_keys=True, default=list)
 
 
+def apply_decoder(components: FaceCrafterComponents, cfg: StageConfig) -> None:
+    """The config's `decoder:` replaces the VAE's decoder with a new, wider one behind the same encoder
+    (a no-op when the input model's decoder already has that shape, e.g. on resume from an export);
+    `new_autoencoder:` replaces the whole VAE with a fresh one (seeded by the config's seed)."""
+    from facegen.model.vae import fresh_autoencoder, with_wider_decoder
+
+    if cfg.decoder is not None:
+        components.vae = with_wider_decoder(
+            components.vae, cfg.decoder.block_out_channels, cfg.decoder.layers_per_block, seed=cfg.seed
+        )
+    if cfg.new_autoencoder is not None:
+        components.vae = fresh_autoencoder(
+            components.vae, cfg.new_autoencoder.block_out_channels, cfg.new_autoencoder.layers_per_block, seed=cfg.seed
+        )
+
+
 def export_model(cfg: StageConfig, checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the input model + the checkpoint's trained parts as a model folder at `out_dir` (atomic)."""
     from facegen.train.trainee import Trainee
@@ -66,7 +82,8 @@ def export_model(cfg: StageConfig, checkpoint_dir: str | Path, out_dir: str | Pa
     state = read_state(Path(checkpoint_dir))
     components = load_components(cfg.model, device="cpu")
     load_init_modules(components, cfg)
-    trainee = Trainee(components, cfg.stage, cfg.lambda_ad)
+    apply_decoder(components, cfg)
+    trainee = Trainee(components, cfg.stage, cfg.lambda_ad, train_encoder=cfg.train_encoder)
     result = trainee.load_state_dict(load_weights(Path(checkpoint_dir)), strict=False)
     if result.unexpected_keys:
         raise FacegenError(f"checkpoint {checkpoint_dir} has unknown parameters (e.g. {result.unexpected_keys[0]})")
@@ -75,8 +92,8 @@ def export_model(cfg: StageConfig, checkpoint_dir: str | Path, out_dir: str | Pa
     if not_restored:
         raise FacegenError(f"checkpoint {checkpoint_dir} lacks trained parameters (e.g. {sorted(not_restored)[0]})")
     trainee.prepare_export()  # eq. 6's unconditional context: captured now (base) or kept from the input
-    if trainee.spec.objective == "autoencoder":
-        calibrate_latent_scale(components, cfg)
+    if trainee.spec.objective == "autoencoder" and cfg.train_encoder:
+        calibrate_latent_scale(components, cfg)  # a frozen encoder keeps the scale its UNet was trained with
     history = list(components.info.source.get("training", []))
     history.append(
         {

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 pytestmark = pytest.mark.slow
@@ -61,3 +62,18 @@ def test_recipe_runs_end_to_end_on_a_few_steps(tmp_path):
     init = load_components(tmp_path / "init").unet.state_dict()
     base = load_components(tmp_path / "base" / "model").unet.state_dict()
     assert any((init[k] - base[k]).abs().max() > 0 for k in init)
+
+    # a decoder-only vae stage on the finished model: wider decoder, same encoder, same UNet, same scale
+    decoder_cfg = stage_config(
+        tmp_path, "vae", model=str(tmp_path / "joint" / "model"), output=str(tmp_path / "decoder"),
+        train_encoder=False, reconstruction_loss="l1", decoder={"block_out_channels": [32, 64, 64], "layers_per_block": 1},
+    )
+    run = facegen("train", "vae", "--config", str(decoder_cfg), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    before, after = load_components(tmp_path / "joint" / "model"), load_components(tmp_path / "decoder" / "model")
+    assert type(after.vae).__name__ == "AsymmetricAutoencoderKL"
+    assert after.vae.config.scaling_factor == before.vae.config.scaling_factor
+    for name, value in before.vae.encoder.state_dict().items():
+        assert torch.equal(after.vae.encoder.state_dict()[name], value), name
+    unet = after.unet.state_dict()
+    assert all(torch.equal(unet[k], v) for k, v in before.unet.state_dict().items())

@@ -115,7 +115,7 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
 def test_synthface_recipe_configs_validate(path):
     raw = __import__("yaml").safe_load(path.read_text())
     cfg = load_stage_config(path, raw["stage"])
-    assert cfg.ray.cpus_per_worker == 1 and not cfg.ray.use_gpu
+    assert cfg.ray.cpus_per_worker in (1, 2) and not cfg.ray.use_gpu  # 2 = a stage that runs alone
     if "round2" in path.parts:  # round 2 continues from round 1's preset, with a decaying lr
         assert cfg.lr_schedule == "cosine" and "round" in cfg.model
 
@@ -127,8 +127,29 @@ def test_synthface_recipe_configs_validate(path):
         ({"timestep_range": [0.0, 1.5]}, "timestep_range"),
         ({"x0_weighting": True, "snr_gamma": 5.0}, "x0_weighting and snr_gamma"),
         ({"x0_weight_cap": 20.0}, "x0_weight_cap"),
+        ({"train_encoder": False}, "train_encoder applies to the autoencoder"),
+        ({"reconstruction_loss": "l1"}, "reconstruction_loss applies to the autoencoder"),
+        ({"decoder": {"block_out_channels": [64, 64]}}, "decoder applies to the autoencoder"),
     ],
 )
 def test_loss_options_are_checked(tmp_path, extra, message):
     with pytest.raises(FacegenError, match=message):
         stage_config_from_dict({**BASE, **extra}, "pretrain-lmk")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"decoder": {"block_out_channels": []}}, "decoder.block_out_channels"),
+        ({"decoder": {"block_out_channels": [64, 0]}}, "decoder.block_out_channels"),
+        ({"decoder": {"block_out_channels": [64], "layers": 2}}, "decoder.layers"),
+        ({"reconstruction_loss": "l2"}, "reconstruction_loss"),
+        ({"new_autoencoder": {"block_out_channels": [64]}, "train_encoder": False}, "new_autoencoder trains"),
+        ({"new_autoencoder": {"block_out_channels": [64]}, "decoder": {"block_out_channels": [64]}}, "new_autoencoder"),
+    ],
+)
+def test_vae_decoder_options_are_checked(extra, message):
+    with pytest.raises(FacegenError, match=message):
+        stage_config_from_dict({**BASE, **extra}, "vae")
+    ok = stage_config_from_dict({**BASE, "train_encoder": False, "decoder": {"block_out_channels": [64, 128]}}, "vae")
+    assert ok.decoder.block_out_channels == [64, 128] and ok.decoder.layers_per_block == 1

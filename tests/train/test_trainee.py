@@ -187,3 +187,53 @@ def test_background_weight_concentrates_the_loss_on_the_face(tiny_model_dir):
     expected = (4 * 0.25) / (4 * total)  # 4 channels: squared error 1 in one cell of each, weight 0.25
     assert focused.denoising_loss(pred, target, t, weights).item() == pytest.approx(expected, rel=1e-6)
     assert plain.denoising_loss(pred, target, t).item() == pytest.approx(4 / 256, rel=1e-6)
+
+
+def test_decoder_only_vae_stage_trains_the_decoder_and_keeps_the_latent_space(tiny_model_dir):
+    import torch.nn.functional as F
+
+    from facegen.train.weights import apply_decoder
+
+    components = load_components(tiny_model_dir)
+    cfg = stage_config_from_dict(
+        {"data": "d", "model": str(tiny_model_dir), "output": "o", "steps": 1, "batch_size": 2,
+         "train_encoder": False, "reconstruction_loss": "l1", "decoder": {"block_out_channels": [32, 64, 64, 64]}},
+        "vae",
+    )
+    apply_decoder(components, cfg)
+    trainee = Trainee(components, "vae", train_encoder=False, reconstruction_loss="l1")
+    trainable = {n for n, p in trainee.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("vae.decoder.", "vae.post_quant_conv.")) for n in trainable)
+    assert not any(".condition_encoder." in n for n in trainable)  # the inpainting input is never used
+    encoder_before = {n: p.clone() for n, p in components.vae.encoder.named_parameters()}
+    decoder_before = {n: p.clone() for n, p in components.vae.decoder.named_parameters()}
+
+    inputs = _joint_inputs()
+    out = trainee(inputs, torch.Generator().manual_seed(5))
+    # hand-computed: L1 of the decoded latent sample drawn with the same generator; no KL term
+    with torch.no_grad():
+        dist = components.vae.encode(inputs.images).latent_dist
+        eps = torch.randn(dist.mean.shape, generator=torch.Generator().manual_seed(5))
+        expected = F.l1_loss(components.vae.decode(dist.mean + dist.std * eps).sample, inputs.images)
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+    optimizer = torch.optim.SGD([p for p in trainee.parameters() if p.requires_grad], lr=0.1)
+    out["loss"].backward()
+    optimizer.step()
+    assert all(torch.equal(p, encoder_before[n]) for n, p in components.vae.encoder.named_parameters())
+    assert any(not torch.equal(p, decoder_before[n]) for n, p in components.vae.decoder.named_parameters())
+
+
+def test_vae_background_weight_concentrates_the_reconstruction_loss_on_the_face(tiny_model_dir):
+    components = load_components(tiny_model_dir)
+    inputs = _joint_inputs()
+    plain = Trainee(components, "vae")(inputs, torch.Generator().manual_seed(1))
+    trainee = Trainee(components, "vae", background_weight=0.0, reconstruction_loss="l1", train_encoder=False)
+    face_only = trainee(inputs, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        dist = components.vae.encode(inputs.images).latent_dist
+        eps = torch.randn(dist.mean.shape, generator=torch.Generator().manual_seed(1))
+        err = (components.vae.decode(dist.mean + dist.std * eps).sample - inputs.images).float()
+    mask = inputs.face_masks[:, None].expand_as(err).bool()
+    assert face_only["loss"].item() == pytest.approx(err.abs()[mask].mean().item(), rel=1e-5)
+    assert plain["diffusion_loss"].item() == pytest.approx((err**2).mean().item(), rel=1e-5)
