@@ -45,6 +45,22 @@ def has_decoder(vae: Autoencoder, channels: list[int], layers_per_block: int) ->
     return decoder_channels(vae) == list(channels) and _decoder_layers(vae) == layers_per_block
 
 
+def check_widths(vae_config, channels: list[int], field: str) -> None:
+    """One-line error (naming `field`) unless `channels` can replace the widths of an autoencoder with
+    this config: one width per encoder level (the latent size depends on it), each a multiple of the
+    GroupNorm group count."""
+    cfg = vae_config
+    levels = list(cfg["down_block_out_channels"] if "down_block_out_channels" in cfg else cfg["block_out_channels"])
+    if len(channels) != len(levels):
+        raise FacegenError(
+            f"needs {len(levels)} widths, one per encoder level (a different count changes the latent size); got {len(channels)}",
+            where=field,
+        )
+    groups = int(cfg["norm_num_groups"])
+    if any(c % groups for c in channels):
+        raise FacegenError(f"every width must be a multiple of the VAE's norm_num_groups ({groups})", where=field)
+
+
 def with_wider_decoder(vae: Autoencoder, channels: list[int], layers_per_block: int, *, seed: int = 0) -> Autoencoder:
     """`vae` itself if its decoder already has this shape, else an `AsymmetricAutoencoderKL` with `vae`'s
     encoder weights (same latents, same `scaling_factor`) and a freshly initialised decoder of the given
@@ -53,19 +69,12 @@ def with_wider_decoder(vae: Autoencoder, channels: list[int], layers_per_block: 
 
     if has_decoder(vae, channels, layers_per_block):
         return vae
-    levels = encoder_channels(vae)
-    if len(channels) != len(levels):
-        raise FacegenError(
-            f"needs {len(levels)} widths, one per encoder level (a different count changes the latent size); got {len(channels)}",
-            where="decoder.block_out_channels",
-        )
+    check_widths(vae.config, channels, "decoder.block_out_channels")
     if getattr(vae, "quant_conv", None) is None:
         raise FacegenError("this VAE has no quant_conv; a wider decoder needs the standard KL layout", where="decoder")
+    levels = encoder_channels(vae)
     cfg = vae.config
     groups = int(cfg.norm_num_groups)
-    if any(c % groups for c in channels):
-        raise FacegenError(f"every width must be a multiple of the VAE's norm_num_groups ({groups})",
-                           where="decoder.block_out_channels")
     encoder_layers = cfg.layers_per_down_block if "layers_per_down_block" in cfg else cfg.layers_per_block
     encoder_kw = dict(down_block_types=tuple(cfg.down_block_types), down_block_out_channels=tuple(levels),
                       layers_per_down_block=int(encoder_layers))
@@ -89,17 +98,9 @@ def fresh_autoencoder(like: Autoencoder, channels: list[int], layers_per_block: 
     diffusion model on top must be retrained."""
     import torch
 
-    levels = encoder_channels(like)
-    if len(channels) != len(levels):
-        raise FacegenError(
-            f"needs {len(levels)} widths (a different count changes the latent size); got {len(channels)}",
-            where="new_autoencoder.block_out_channels",
-        )
+    check_widths(like.config, channels, "new_autoencoder.block_out_channels")
     cfg = like.config
     groups = int(cfg.norm_num_groups)
-    if any(c % groups for c in channels):
-        raise FacegenError(f"every width must be a multiple of the VAE's norm_num_groups ({groups})",
-                           where="new_autoencoder.block_out_channels")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return AutoencoderKL(
@@ -113,6 +114,7 @@ def fresh_autoencoder(like: Autoencoder, channels: list[int], layers_per_block: 
 
 __all__ = [
     "Autoencoder",
+    "check_widths",
     "ENCODER_PARTS",
     "decoder_channels",
     "encoder_channels",

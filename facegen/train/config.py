@@ -308,6 +308,26 @@ def check_inputs(cfg: StageConfig) -> None:
         if value is not None and "://" not in value and not (Path(value) / "facegen.json").is_file():
             raise FacegenError(f"{key}: {value!r} is not a model folder (no facegen.json); fix {key!r}")
     check_resolution(cfg)
+    check_autoencoder_widths(cfg)
+
+
+def check_autoencoder_widths(cfg: StageConfig) -> None:
+    """Fail early (one line, before Ray starts) when `decoder` / `new_autoencoder` cannot fit the input
+    model's autoencoder."""
+    import json
+
+    from facegen.model.vae import check_widths
+
+    for name in ("decoder", "new_autoencoder"):
+        shape = getattr(cfg, name)
+        if shape is None:
+            continue
+        config_file = Path(cfg.model) / "vae" / "config.json"
+        try:
+            vae_config = json.loads(config_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise FacegenError(f"cannot read the model's autoencoder config ({exc}); fix 'model'", where=str(config_file)) from None
+        check_widths(vae_config, shape.block_out_channels, f"{name}.block_out_channels")
 
 
 def check_resolution(cfg: StageConfig) -> None:

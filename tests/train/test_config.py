@@ -153,3 +153,21 @@ def test_vae_decoder_options_are_checked(extra, message):
         stage_config_from_dict({**BASE, **extra}, "vae")
     ok = stage_config_from_dict({**BASE, "train_encoder": False, "decoder": {"block_out_channels": [64, 128]}}, "vae")
     assert ok.decoder.block_out_channels == [64, 128] and ok.decoder.layers_per_block == 1
+
+
+@pytest.mark.parametrize(
+    ("shape", "needle"),
+    [("decoder: {block_out_channels: [64, 64]}", "decoder.block_out_channels: needs 4 widths"),
+     ("new_autoencoder: {block_out_channels: [48, 48, 64, 64]}", "new_autoencoder.block_out_channels: every width")],
+)
+def test_cli_rejects_autoencoder_widths_before_ray_starts(tmp_path, capsys, tiny_model_dir, extracted_dir, shape, needle):
+    from facegen.cli.main import main
+
+    cfg = tmp_path / "vae.yaml"
+    extra = "train_encoder: false\n" if shape.startswith("decoder") else ""
+    cfg.write_text(f"data: {extracted_dir}\nmodel: {tiny_model_dir}\noutput: {tmp_path}/out\nsteps: 1\nbatch_size: 2\n"
+                   f"{extra}{shape}\n")
+    assert main(["train", "vae", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err
+    assert not (tmp_path / "out").exists()  # nothing written, no Ray run started
