@@ -14,7 +14,7 @@ Part 2 -- 16 simulated actors (`SimulatedWorker(seconds)`) on a few hundred shor
 crashing their actor mid-shard once (retried), against one actor: throughput after start-up.
 
     nice -n 19 .venv/bin/python benchmarks/driver_scale.py [--shards 10000 100000 1000000] [--actors 2]
-        [--sim-actors 16 --sim-shards 320 --sim-seconds 1.0 --sim-crash 0.1] [--skip-scale] [--skip-sim]
+        [--sim-actors 16 --sim-shards 320 --sim-seconds 1.0 --sim-crash 0.1 --sim-jitter 0] [--skip-scale] [--skip-sim]
 """
 
 from __future__ import annotations
@@ -248,8 +248,8 @@ def run_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _sim_run(work: Path, actors: int, shards: int, seconds: float, crash_every: int, cpus: float,
-             spares: int) -> dict[str, Any]:
-    """One simulated pool: (start-up s, ready->done s, retried shards)."""
+             spares: int, jitter: float = 0.0, queue_depth: int = 2) -> dict[str, Any]:
+    """One simulated pool: start-up s, ready->done s, the shards' own seconds, retried shards, queued calls."""
     import pyarrow as pa
 
     from facegen.runner import RayDistributor, ShardTask, assign_shards, run_shards, units_from_table
@@ -259,9 +259,11 @@ def _sim_run(work: Path, actors: int, shards: int, seconds: float, crash_every: 
     crash_dir = work / "crashes"
     crash_dir.mkdir(parents=True)
     crash = set(range(crash_every // 2, shards, crash_every)) if crash_every else set()
-    worker = functools.partial(SimulatedWorker, seconds, crash_shards=crash, crash_dir=str(crash_dir), crash_at=0.5)
+    worker = functools.partial(SimulatedWorker, seconds, crash_shards=crash, crash_dir=str(crash_dir), crash_at=0.5,
+                               jitter=jitter)
     task = ShardTask(worker, str(work / "ds"), "sim")
-    pool = RayDistributor(actors, num_cpus=cpus / (actors + spares), spare_actors=spares, max_replacements=len(crash) + actors)
+    pool = RayDistributor(actors, num_cpus=cpus / (actors + spares), spare_actors=spares, max_replacements=len(crash) + actors,
+                          queue_depth=queue_depth)
     t = time.perf_counter()
     pool.start(task)
     ready = time.perf_counter()
@@ -270,7 +272,9 @@ def _sim_run(work: Path, actors: int, shards: int, seconds: float, crash_every: 
     assert summary.ok and summary.samples == shards * 2, summary.failed
     crashed = len(list(crash_dir.iterdir()))
     assert crashed == len(crash), (crashed, len(crash))
-    return {"startup": ready - t, "work": done - ready, "retried": len(summary.retried), "crashed": crashed}
+    shard_seconds = sum(worker().shard_seconds(s) for s in range(shards))  # the work itself, crashes' lost halves not counted
+    return {"startup": ready - t, "work": done - ready, "shard_seconds": shard_seconds, "retried": len(summary.retried),
+            "crashed": crashed, "queued_calls": pool.queued_calls}
 
 
 def run_sim(args: argparse.Namespace) -> dict[str, Any]:
@@ -281,22 +285,28 @@ def run_sim(args: argparse.Namespace) -> dict[str, Any]:
     _ray_init(args.cpus)
     try:
         crash_every = round(1 / args.sim_crash) if args.sim_crash > 0 else 0
-        one = _sim_run(work / "one", 1, args.sim_baseline_shards, args.sim_seconds, 0, args.cpus, 0)
-        many = _sim_run(work / "many", args.sim_actors, args.sim_shards, args.sim_seconds, crash_every, args.cpus, args.spares)
+        common = {"jitter": args.sim_jitter, "queue_depth": args.queue_depth}
+        one = _sim_run(work / "one", 1, args.sim_baseline_shards, args.sim_seconds, 0, args.cpus, 0, **common)
+        many = _sim_run(work / "many", args.sim_actors, args.sim_shards, args.sim_seconds, crash_every, args.cpus, args.spares,
+                        **common)
     finally:
         ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
-    rate1 = args.sim_baseline_shards / one["work"]
-    rate = args.sim_shards / many["work"]
+    # throughput = seconds of shard work done per second of wall (equal to shards/s x seconds without jitter)
+    rate1 = one["shard_seconds"] / one["work"]
+    rate = many["shard_seconds"] / many["work"]
     speedup = rate / rate1
     eff = speedup / args.sim_actors
-    print(f"[2] simulated: {args.sim_shards} shards x {args.sim_seconds:g} s, {many['crashed']} of them ({args.sim_crash:.0%}) "
-          f"crash their actor once mid-shard; {args.spares} warm spare(s); baseline 1 actor on {args.sim_baseline_shards} shards")
-    print(f"    1 actor    start-up {one['startup']:6.2f} s   work {one['work']:7.2f} s   {rate1:.3f} shards/s")
-    print(f"    {args.sim_actors} actors  start-up {many['startup']:6.2f} s   work {many['work']:7.2f} s   {rate:.3f} shards/s")
+    print(f"[2] simulated: {args.sim_shards} shards x {args.sim_seconds:g} s (jitter {args.sim_jitter:g}), {many['crashed']} of "
+          f"them ({args.sim_crash:.0%}) crash their actor once mid-shard; {args.spares} warm spare(s); queue depth "
+          f"{args.queue_depth}; baseline 1 actor on {args.sim_baseline_shards} shards")
+    print(f"    1 actor    start-up {one['startup']:6.2f} s   work {one['work']:7.2f} s   {rate1:.3f} shard-seconds/s")
+    print(f"    {args.sim_actors} actors  start-up {many['startup']:6.2f} s   work {many['work']:7.2f} s   {rate:.3f} shard-seconds/s"
+          f"   ({many['shard_seconds']:.1f} s of shards, {many['queued_calls']} calls queued behind a running one)")
     print(f"{args.sim_actors} actors: {speedup:.1f} x one actor after start-up (eff {eff:.2f})", flush=True)
-    return {"actors": args.sim_actors, "shards": args.sim_shards, "seconds": args.sim_seconds, "crashed": many["crashed"],
-            "spares": args.spares, "speedup": speedup, "efficiency": eff, "one": one, "many": many}
+    return {"actors": args.sim_actors, "shards": args.sim_shards, "seconds": args.sim_seconds, "jitter": args.sim_jitter,
+            "queue_depth": args.queue_depth, "crashed": many["crashed"], "spares": args.spares, "speedup": speedup,
+            "efficiency": eff, "one": one, "many": many}
 
 
 def main() -> None:
@@ -309,6 +319,9 @@ def main() -> None:
     parser.add_argument("--sim-shards", type=int, default=320)
     parser.add_argument("--sim-seconds", type=float, default=1.0, help="sleep per simulated shard")
     parser.add_argument("--sim-crash", type=float, default=0.1, help="fraction of shards whose first attempt kills its actor")
+    parser.add_argument("--sim-jitter", type=float, default=0.0,
+                        help="shard times spread over seconds x (1 +- jitter), the same spread for the baseline")
+    parser.add_argument("--queue-depth", type=int, default=2, help="calls in flight per actor (RayDistributor(queue_depth=))")
     parser.add_argument("--sim-baseline-shards", type=int, default=20, help="shards of the one-actor baseline")
     parser.add_argument("--spares", type=int, default=2, help="warm spare actors of the simulated pool (RayDistributor(spare_actors=))")
     parser.add_argument("--skip-scale", action="store_true")

@@ -84,6 +84,7 @@ class BalanceConfig:
     gpus_per_actor: float | None = None  # None: 1 if the cluster has GPUs, else 0
     cpus_per_actor: float | None = None  # None: CPUs / actors (<= 1 per GPU actor)
     max_attempts: int = 3
+    spare_actors: int = 0  # warm spares that take a crashed actor's place at once (each reserves an actor's resources)
     overwrite: bool = False
     progress: bool = True
     device: str | None = None
@@ -268,6 +269,7 @@ def _run_locked(
         gpus_per_actor=cfg.gpus_per_actor,
         cpus_per_actor=cfg.cpus_per_actor,
         max_attempts=cfg.max_attempts,
+        spare_actors=cfg.spare_actors,
     )
     try:
         return _generate(cfg, root, manifest, model_dir, mhash, lock, plan_rows, distributor, threads, None, verify)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from facegen.errors import FacegenError, environment_error
 from facegen.ray_session import connect_ray
 from facegen.io.samples import Sample, SampleFailure
-from facegen.io.shards import ShardStats, check_shard, remove_temporaries
+from facegen.io.shards import ShardStats, check_shard, prime_shard_writer, remove_temporaries
 from facegen.runner.aggregate import VERIFY_BATCH, ShardDone, check_shards
 from facegen.runner.task import ShardTask, UnitOutcome, Worker
 from facegen.runner.units import WorkUnit
@@ -112,6 +112,7 @@ class ShardActor:
             self.worker: Worker = task.worker_factory()
         except Exception as exc:  # noqa: BLE001 - reported by ready()/run() with its real cause
             self.start_error = WorkerStartError(exc)
+        prime_shard_writer()  # part of start-up, not of the first shard
         self.shards_done = 0
 
     def ready(self) -> tuple[str, int]:
@@ -168,6 +169,38 @@ def _claim(marker: str | None) -> bool:
     return True
 
 
+class _UnitFeed:
+    """The units a run sends: retries first, then the source, read `lookahead` units ahead so the driver
+    knows when the end is near (then it queues no second call on a busy actor: the last units go to idle
+    actors instead of waiting behind a running shard)."""
+
+    def __init__(self, source: Iterable[WorkUnit], lookahead: int) -> None:
+        self.retry: deque[tuple[WorkUnit, int]] = deque()
+        self._source = iter(source)
+        self._ahead: deque[tuple[WorkUnit, int]] = deque()
+        self._lookahead = max(1, lookahead)
+        self._exhausted = False
+
+    def _fill(self) -> None:
+        while not self._exhausted and len(self._ahead) < self._lookahead:
+            try:
+                self._ahead.append((next(self._source), 1))
+            except StopIteration:
+                self._exhausted = True
+
+    def pop(self) -> tuple[WorkUnit, int] | None:
+        """The next (unit, attempt), or None when nothing is left."""
+        if self.retry:
+            return self.retry.popleft()
+        self._fill()
+        return self._ahead.popleft() if self._ahead else None
+
+    def plenty(self) -> bool:
+        """At least `lookahead` units are waiting."""
+        self._fill()
+        return len(self._ahead) + len(self.retry) >= self._lookahead
+
+
 class RayDistributor:
     """A pool of Ray actors, each holding one worker; a dead actor's in-flight unit goes to another.
 
@@ -194,6 +227,12 @@ class RayDistributor:
             when an actor dies mid-batch, the batch's shards that have their marker are done, the first
             one without is the one that was running (retried like a single call), the rest are re-sent.
         max_batch: most units per call (1 = never batch).
+        queue_depth: calls in flight per actor. At 2 (default) an actor's next call is already queued on it
+            while it runs the current one, so it never idles for the driver's round trip between shards
+            (with 16 actors the driver answers them one after another). The last units of a run (fewer
+            than one per actor left) go only to idle actors. When an actor dies, its calls are taken in
+            the order they were sent, as one batch: the first unfinished unit was running, the rest
+            never started.
     """
 
     def __init__(
@@ -211,6 +250,7 @@ class RayDistributor:
         spare_actors: int = 0,
         batch_seconds: float = 0.1,
         max_batch: int = 64,
+        queue_depth: int = 2,
     ) -> None:
         if num_actors < 1:
             raise FacegenError("must be at least 1", where="--num-actors")
@@ -227,6 +267,9 @@ class RayDistributor:
         self._inflight: dict[Any, tuple[Any, list[WorkUnit], list[int]]] = {}
         self.batch_seconds = max(0.0, batch_seconds)
         self.max_batch = max(1, max_batch)
+        self.queue_depth = max(1, queue_depth)
+        self._calls: dict[Any, deque[Any]] = {}  # actor -> its calls in flight, in the order sent
+        self.queued_calls = 0  # calls sent to an actor that was still running one (for benchmarks and tests)
         self._unit_seconds: float | None = None  # running mean of the shards' own seconds
         self._started_ray = owns_ray
         self._task: ShardTask | None = None
@@ -391,48 +434,27 @@ class RayDistributor:
         if self._task is not task:
             self.start(task, wait=False)
         idle = self._idle
-        source = iter(units)
-        retry: deque[tuple[WorkUnit, int]] = deque()
-        exhausted = False
-
-        def next_unit() -> tuple[WorkUnit, int] | None:
-            nonlocal exhausted
-            if retry:
-                return retry.popleft()
-            if exhausted:
-                return None
-            try:
-                return next(source), 1
-            except StopIteration:
-                exhausted = True
-                return None
+        feed = _UnitFeed(units, lookahead=self.num_actors)
 
         def failed(unit: WorkUnit, attempt: int, error: str) -> UnitOutcome | None:
             """Retry `unit` (None) or, out of attempts, its failed outcome."""
             log.warning("shard %d attempt %d failed: %s", unit.shard, attempt, error)
             if attempt < self.max_attempts:
-                retry.append((unit, attempt + 1))
+                feed.retry.append((unit, attempt + 1))
                 return None
             return UnitOutcome(unit.shard, unit.num_rows, None, error, attempt)
 
         while True:
-            while idle:
-                item = next_unit()
-                if item is None:
-                    break
-                batch = [item]
-                size = self._batch_size()
-                while len(batch) < size:
-                    more = next_unit()
-                    if more is None:
-                        break
-                    batch.append(more)
-                actor = idle.popleft()
-                batch_units, attempts = [u for u, _ in batch], [a for _, a in batch]
-                ref = actor.run.remote(batch_units[0]) if len(batch) == 1 else actor.run_batch.remote(batch_units)
-                self._inflight[ref] = (actor, batch_units, attempts)
+            while idle and self._send(idle[0], feed):
+                idle.popleft()
+            if self.queue_depth > 1:
+                # the next call waits on the actor while it runs the current one: no driver round trip
+                # between shards. Only while plenty is left, so the last units go to idle actors.
+                for actor in [a for a, calls in self._calls.items() if len(calls) < self.queue_depth]:
+                    while len(self._calls[actor]) < self.queue_depth and feed.plenty() and self._send(actor, feed):
+                        pass
             if not self._inflight:
-                item = next_unit()
+                item = feed.pop()
                 if item is None:
                     break  # all done (spares still starting are not waited for)
                 if not self._starting:
@@ -440,45 +462,117 @@ class RayDistributor:
                     unit, attempt = item
                     yield UnitOutcome(unit.shard, unit.num_rows, None, "no actors left (all died)", attempt)
                     continue
-                retry.appendleft(item)  # waits for an actor that is starting
-            ready, _ = ray.wait([*self._inflight, *self._starting], num_returns=1, timeout=1.0)
-            for ref in ready:
+                feed.retry.appendleft(item)  # waits for an actor that is starting
+            for ref in self._ready(ray):
                 if ref in self._starting:
                     self._started(ray, ref)  # joins the pool (or waits as a spare); live actors took retries meanwhile
                     continue
-                actor, batch_units, attempts = self._inflight.pop(ref)
+                if ref not in self._inflight:
+                    continue  # a call of an actor whose death was handled with an earlier ref
+                actor = self._inflight[ref][0]
+                result, raised = None, None
                 try:
                     result = ray.get(ref)
                 except RayActorError as exc:  # the process died: crash, OOM kill, node loss
                     error = f"actor died: {_error_text(exc).splitlines()[0]}"
-                    self._forget(ray, actor)
-                    self._replace(ray)  # a warm spare takes over at once; a new one starts in the background
-                    yield from self._died_mid_batch(task, batch_units, attempts, error, failed, retry)
+                    yield from self._actor_died(ray, task, actor, error, failed, feed.retry)
                     continue
                 except (RayTaskError, GetTimeoutError) as exc:  # the worker raised; the actor lives on
-                    cause = getattr(exc, "cause", None)
-                    if isinstance(cause, WorkerStartError):
-                        raise start_failure(cause) from None  # every call would fail the same way
-                    env = environment_error(cause) if cause is not None else None
-                    if env is not None:
-                        raise env from None  # a full or read-only disk: retrying cannot help
-                    error = _error_text(exc).splitlines()[-1] if str(exc) else type(exc).__name__
+                    raised = exc
+                calls = self._calls[actor]
+                calls.remove(ref)
+                if not calls:
+                    del self._calls[actor]
                     idle.append(actor)
-                    for unit, attempt in zip(batch_units, attempts):
-                        outcome = failed(unit, attempt, error)
-                        if outcome is not None:
-                            yield outcome
-                    continue
-                idle.append(actor)
-                results = [(result, None)] if len(batch_units) == 1 else result
-                for unit, attempt, (stats, error) in zip(batch_units, attempts, results):
-                    if stats is not None:
-                        self._observe(stats)
-                        yield UnitOutcome(unit.shard, unit.num_rows, stats, None, attempt)
-                    else:
-                        outcome = failed(unit, attempt, error or "unknown error")
-                        if outcome is not None:
-                            yield outcome
+                yield from self._call_outcomes(ref, result, raised, failed)
+
+    def _send(self, actor: Any, feed: "_UnitFeed") -> bool:
+        """Send `actor` its next call (one unit, or several short ones); False when nothing is left."""
+        item = feed.pop()
+        if item is None:
+            return False
+        batch = [item]
+        size = self._batch_size()
+        while len(batch) < size:
+            more = feed.pop()
+            if more is None:
+                break
+            batch.append(more)
+        batch_units, attempts = [u for u, _ in batch], [a for _, a in batch]
+        ref = actor.run.remote(batch_units[0]) if len(batch) == 1 else actor.run_batch.remote(batch_units)
+        self._inflight[ref] = (actor, batch_units, attempts)
+        calls = self._calls.setdefault(actor, deque())
+        self.queued_calls += bool(calls)
+        calls.append(ref)
+        return True
+
+    def _ready(self, ray: Any) -> list[Any]:
+        """Every call or start that has finished (waiting up to 1 s for the first)."""
+        pending = [*self._inflight, *self._starting]
+        if not pending:
+            return []
+        ready, _ = ray.wait(pending, num_returns=1, timeout=1.0)
+        if ready and len(pending) > 1:
+            ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
+        return ready
+
+    def _call_outcomes(self, ref: Any, result: Any, raised: BaseException | None, failed: Any) -> Iterator[UnitOutcome]:
+        """The outcomes of a finished call (`result`, or the worker's exception `raised`); `ref` leaves
+        the in-flight table."""
+        _, batch_units, attempts = self._inflight.pop(ref)
+        if raised is not None:
+            cause = getattr(raised, "cause", None)
+            if isinstance(cause, WorkerStartError):
+                raise start_failure(cause) from None  # every call would fail the same way
+            env = environment_error(cause) if cause is not None else None
+            if env is not None:
+                raise env from None  # a full or read-only disk: retrying cannot help
+            error = _error_text(raised).splitlines()[-1] if str(raised) else type(raised).__name__
+            for unit, attempt in zip(batch_units, attempts):
+                outcome = failed(unit, attempt, error)
+                if outcome is not None:
+                    yield outcome
+            return
+        results = [(result, None)] if len(batch_units) == 1 else result
+        for unit, attempt, (stats, error) in zip(batch_units, attempts, results):
+            if stats is not None:
+                self._observe(stats)
+                yield UnitOutcome(unit.shard, unit.num_rows, stats, None, attempt)
+            else:
+                outcome = failed(unit, attempt, error or "unknown error")
+                if outcome is not None:
+                    yield outcome
+
+    def _actor_died(
+        self, ray: Any, task: ShardTask, actor: Any, error: str, failed: Any, retry: deque[tuple[WorkUnit, int]]
+    ) -> Iterator[UnitOutcome]:
+        """`actor` died with calls queued on it. Calls run in the order they were sent: those that finished
+        before the death are reported as usual; the units of the others go, in order, to
+        :meth:`_died_mid_batch` (done if their marker is there, the first without one was running, the rest
+        never started)."""
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+        calls = list(self._calls.pop(actor, ()))
+        ray.wait(calls, num_returns=len(calls), timeout=10.0)  # a dead actor's calls all resolve promptly
+        self._forget(ray, actor)
+        self._replace(ray)  # a warm spare takes over at once; a new one starts in the background
+        lost_units: list[WorkUnit] = []
+        lost_attempts: list[int] = []
+        for ref in calls:
+            _, batch_units, attempts = self._inflight[ref]
+            result, raised = None, None
+            try:
+                result = ray.get(ref, timeout=0)
+            except (RayActorError, GetTimeoutError):
+                del self._inflight[ref]
+                lost_units += batch_units
+                lost_attempts += attempts
+                continue
+            except RayTaskError as exc:  # the worker raised before the death: reported as usual
+                raised = exc
+            yield from self._call_outcomes(ref, result, raised, failed)
+        if lost_units:
+            yield from self._died_mid_batch(task, lost_units, lost_attempts, error, failed, retry)
 
     def _died_mid_batch(
         self,
@@ -527,6 +621,7 @@ class RayDistributor:
         for actor in list(self._actors):
             self._forget(ray, actor)
         self._idle.clear()
+        self._calls.clear()
         self._spares.clear()
         self._starting.clear()
         self._task = None
@@ -550,6 +645,7 @@ def make_distributor(
     cpus_per_actor: float | None = None,
     max_cpus_per_actor: float | None = None,
     max_attempts: int | None = None,
+    spare_actors: int = 0,
 ) -> tuple[Distributor, int | None]:
     """The distributor of every shard command (``balance``, ``extract``, ``verify``) and the torch thread
     count each CPU worker should use (None on GPU actors and in-process).
@@ -559,11 +655,16 @@ def make_distributor(
     CPU-only work such as face analysis); `num_actors` None = one per GPU share on GPU clusters, else 1;
     `cpus_per_actor` None = the cluster's CPUs split evenly over the actors, at most `max_cpus_per_actor`
     (1 on GPU actors; face analysis caps its CPU actors at 1 too), so the pool always fits.
-    `max_attempts` None = the distributor's own default. A Ray session started here belongs to the
+    `max_attempts` None = the distributor's own default. `spare_actors`: warm spares beside the pool (see
+    :class:`RayDistributor`); with GPUs and no `num_actors`, the pool leaves them their GPUs. A Ray session started here belongs to the
     distributor: its ``close()`` shuts it down. Invalid sizes are one-line errors naming the option.
     """
     retries = {} if max_attempts is None else {"max_attempts": max_attempts}
+    if spare_actors < 0:
+        raise FacegenError("must be >= 0", where="--spare-actors")
     if in_process:
+        if spare_actors:
+            raise FacegenError("spare actors need Ray; drop --in-process or --spare-actors", where="--spare-actors")
         return InProcessDistributor(**retries), None
     if gpus_per_actor is not None and gpus_per_actor < 0:
         raise FacegenError("must be >= 0", where="--gpus-per-actor")
@@ -583,10 +684,11 @@ def make_distributor(
             f"asks for {gpus_per_actor:g} GPU(s) per actor but this machine has {gpus:g}; use --gpus-per-actor 0",
             where="--gpus-per-actor",
         )
-    num_actors = num_actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor > 0 else 1)
+    num_actors = num_actors or (max(1, int(gpus // gpus_per_actor) - spare_actors) if gpus_per_actor > 0 else 1)
     if cpus_per_actor is None:
         cap = max_cpus_per_actor if max_cpus_per_actor is not None else (1.0 if gpus_per_actor > 0 else None)
-        cpus_per_actor = cpus / num_actors if cap is None else min(cap, cpus / num_actors)
+        share = cpus / (num_actors + spare_actors)
+        cpus_per_actor = share if cap is None else min(cap, share)
     threads = max(1, int(cpus_per_actor)) if gpus_per_actor == 0 else None
     dist = RayDistributor(
         num_actors,
@@ -594,6 +696,7 @@ def make_distributor(
         num_gpus=gpus_per_actor,
         address=address,
         owns_ray=started,
+        spare_actors=spare_actors,
         **retries,
     )
     return dist, threads

@@ -302,3 +302,76 @@ def test_plan_units_are_made_one_at_a_time_not_a_row_group_at_once(tmp_path):
     alive = sum(type(o) is WorkUnit for o in gc.get_objects())  # type(): isinstance wakes lazy module proxies
     assert first.shard == 1 and alive < 100, alive  # a list of the group's units held 20,000 table slices
     assert sum(1 for _ in units) == 19_998
+
+
+def test_the_unit_feed_gives_retries_first_and_says_when_the_end_is_near():
+    from facegen.runner.distributors import _UnitFeed
+
+    units = units_from_table(_table(6, 2))  # shards 0..2
+    feed = _UnitFeed(units, lookahead=2)
+    assert feed.plenty()  # 3 waiting
+    assert feed.pop()[0].shard == 0 and feed.plenty()  # 2 waiting
+    feed.retry.append((units[0], 2))
+    assert feed.pop() == (units[0], 2)  # a retry goes before the source
+    assert feed.pop()[0].shard == 1 and not feed.plenty()  # 1 waiting: no more queued calls
+    assert feed.pop()[0].shard == 2 and feed.pop() is None
+
+
+@pytest.mark.slow
+def test_an_actor_dying_with_a_queued_call_retries_the_running_unit_and_resends_the_queued_one(ray_local, tmp_path):
+    """With two calls in flight per actor, a crash loses both calls: the running shard's attempt counts,
+    the queued one (never started) goes again at attempt 1, and every sample is written once."""
+    crash_dir = tmp_path / "crashes"
+    crash_dir.mkdir()
+    n, per_shard = 12, 2  # shards 0..5
+    worker = functools.partial(SimulatedWorker, 0.3, crash_shards={1}, crash_dir=str(crash_dir), crash_at=0.5)
+    out = str(tmp_path / "ds")
+    pool = RayDistributor(1, num_cpus=0.2, queue_depth=2, batch_seconds=0.0)
+    summary = run_shards(units_from_table(_table(n, per_shard)), ShardTask(worker, out, "fp"), pool, progress=False)
+    assert (crash_dir / "crash-1").exists()  # the actor really died, running shard 1
+    assert pool.queued_calls > 0  # shard 2 was waiting on it
+    assert summary.ok and summary.retried == {1: 2}  # shard 2 was not charged an attempt
+    stats = all_shard_stats(Location(out))
+    assert sorted(stats) == list(range(n // per_shard)) and sum(s.count for s in stats.values()) == n
+    assert len({s.pid for s in stats.values()}) == 2  # the first actor, then its replacement
+    assert not [p for p in Location(out).list("shards") if TEMP_MARK in p]
+
+
+@pytest.mark.slow
+def test_with_queue_depth_one_no_call_waits_on_a_busy_actor(ray_local, tmp_path):
+    out = str(tmp_path / "ds")
+    pool = RayDistributor(2, num_cpus=0.2, queue_depth=1, batch_seconds=0.0)
+    summary = run_shards(units_from_table(_table(12, 2)), ShardTask(functools.partial(SimulatedWorker, 0.05), out, "fp"), pool,
+                         progress=False)
+    assert summary.ok and summary.samples == 12 and pool.queued_calls == 0
+
+
+def test_an_actor_pays_the_writers_first_use_at_start_not_in_its_first_shard(tmp_path):
+    """16 actors importing pandas in their first shard at once cost every one of them 1.6 s (issue 13)."""
+    unit_file = tmp_path / "unit.pkl"
+    unit_file.write_bytes(pickle.dumps(units_from_table(_table(2, 2))[0]))  # as Ray hands it to an actor
+    script = f"""
+import functools, pickle, sys
+from facegen.runner import ShardTask
+from facegen.runner.distributors import ShardActor
+from facegen.runner.simulated import SimulatedWorker
+unit = pickle.loads(open({str(unit_file)!r}, "rb").read())
+assert "pandas" not in sys.modules  # a fresh actor process
+actor = ShardActor(ShardTask(functools.partial(SimulatedWorker, 0.0), {str(tmp_path / 'ds')!r}, "fp"))
+before = set(sys.modules)
+actor.run(unit)
+print(sorted({{m.split(".")[0] for m in set(sys.modules) - before}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert "pandas" not in out, out  # imported while the actor started, not by its first shard
+
+
+def test_simulated_shard_times_spread_evenly_around_their_mean():
+    worker = SimulatedWorker(1.0, jitter=0.2)
+    times = [worker.shard_seconds(s) for s in range(320)]
+    assert min(times) >= 0.8 and max(times) <= 1.2 and max(times) - min(times) > 0.35
+    for start in (0, 100, 300):  # any 20 consecutive shards average the nominal time
+        assert abs(sum(times[start : start + 20]) / 20 - 1.0) < 0.02
+    assert SimulatedWorker(1.0).shard_seconds(7) == 1.0
+    with pytest.raises(ValueError, match="jitter"):
+        SimulatedWorker(1.0, jitter=1.0)

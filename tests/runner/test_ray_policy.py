@@ -47,10 +47,14 @@ def test_sizing_fits_the_cluster_and_validates(ray_local):
     dist, threads = make_distributor(5, in_process=True, max_attempts=4)
     assert isinstance(dist, InProcessDistributor) and dist.max_attempts == 4 and threads is None
     assert make_distributor(in_process=True)[0].max_attempts == InProcessDistributor().max_attempts
+    dist, _ = make_distributor(3, spare_actors=1)
+    assert (dist.num_actors, dist.spare_actors, dist.num_cpus) == (3, 1, 0.5)  # spares get their share of the CPUs
     for kwargs, where in (
         ({"num_actors": 0}, "--num-actors"),
         ({"cpus_per_actor": 0}, "--cpus-per-actor"),
         ({"gpus_per_actor": -1}, "--gpus-per-actor"),
+        ({"spare_actors": -1}, "--spare-actors"),
+        ({"spare_actors": 1, "in_process": True}, "--spare-actors"),
     ):
         with pytest.raises(FacegenError, match=where):
             make_distributor(**kwargs)
