@@ -46,6 +46,8 @@ def balance(
 
     if dtype is not None and dtype not in ("float32", "float16", "bfloat16"):
         raise FacegenError(f"unknown dtype {dtype!r}; use float32, float16 or bfloat16", where="--dtype")
+    if in_process and spare_actors:
+        raise FacegenError("spare actors need Ray; drop --in-process or --spare-actors", where="--spare-actors")
     cfg = BalanceConfig(
         manifest=manifest,
         out=out,

@@ -174,3 +174,13 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_shards(ray_local, tmp_path, man
     assert 1 <= len(done) < 10
     assert {n[:6] for n in names} == done  # nothing but finished shards is left
     assert not (out / "labels.parquet").exists()
+
+
+def test_spare_actors_without_ray_is_a_one_line_error_before_anything_is_written(tmp_path):
+    out = tmp_path / "ds"
+    cmd = [*FACEGEN, "balance", "-m", str(Path(__file__).resolve().parents[2] / "manifests" / "tiny.yaml"), "-o", str(out), "--in-process",
+           "--spare-actors", "1", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: --spare-actors: spare actors need Ray; drop --in-process or --spare-actors"]
+    assert not out.exists()  # refused before the plan was written
