@@ -331,6 +331,10 @@ def main() -> None:
     parser.add_argument("--profile", default=None, help="folder for cProfile stats of each phase (SHARDS-PHASE.prof)")
     parser.add_argument("--_child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not 0.0 <= args.sim_jitter < 1.0:
+        parser.error("--sim-jitter must be in [0, 1)")
+    if args.queue_depth < 1:
+        parser.error("--queue-depth must be >= 1")
     if args._child is not None:
         print(json.dumps(scale_child(args._child, args.rows_per_shard, args.actors, args.cpus, Path(args.work), args.profile)))
         return
