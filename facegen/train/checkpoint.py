@@ -2,7 +2,8 @@
 
 A checkpoint folder holds ``trainable.safetensors`` (exactly the stage's trainable parameters, named as
 in :class:`facegen.train.trainee.Trainee`), ``optimizer.pt`` (read back with ``weights_only=True``) and
-``state.json`` (stage, step, global data cursor, world size, seed).
+``state.json`` (stage, step, global data cursor, world size, seed, EMA updates) and, when the stage keeps
+an EMA of its weights (`ema_decay`), ``ema.safetensors`` (the average, same names as the weights).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from facegen.errors import FacegenError
 WEIGHTS_FILE = "trainable.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "state.json"
+EMA_FILE = "ema.safetensors"
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,17 @@ class TrainState:
     cursor: int  # global data cursor (stream positions consumed by all workers)
     world_size: int
     seed: int
+    ema_updates: int = 0  # optimiser steps folded into ema.safetensors (0: no EMA in this checkpoint)
 
 
 def save_checkpoint(
-    directory: Path, weights: dict[str, torch.Tensor], optimizer_state: dict, state: TrainState
+    directory: Path, weights: dict[str, torch.Tensor], optimizer_state: dict, state: TrainState,
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().to("cpu").contiguous() for k, v in weights.items()}, str(directory / WEIGHTS_FILE))
+    if ema is not None:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in ema.items()}, str(directory / EMA_FILE))
     torch.save(optimizer_state, directory / OPTIMIZER_FILE)
     (directory / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
     return directory
@@ -49,6 +55,12 @@ def read_state(directory: Path) -> TrainState:
 
 def load_weights(directory: Path) -> dict[str, torch.Tensor]:
     return load_file(str(Path(directory) / WEIGHTS_FILE))
+
+
+def load_ema(directory: Path) -> dict[str, torch.Tensor] | None:
+    """The checkpoint's EMA weights, or None when it was trained without one."""
+    path = Path(directory) / EMA_FILE
+    return load_file(str(path)) if path.is_file() else None
 
 
 def load_optimizer_state(directory: Path) -> dict:

@@ -136,6 +136,10 @@ class StageConfig(_Strict):
         description="training image size; null = the model's, which must equal the data's crop size (else an "
         "error); a number resizes the crops to it (bicubic) explicitly",
     )
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="keep an exponential moving average of the trained weights with this decay "
+        "(e.g. 0.999) and export it instead of the last step's weights; null = export the raw weights",
+    )
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up")
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant", description="after warm-up: constant, or cosine decay to min_lr_ratio x lr at the last step"

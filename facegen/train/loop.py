@@ -31,8 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from facegen.train.checkpoint import TrainState, load_optimizer_state, load_weights, read_state, save_checkpoint
+from facegen.train.checkpoint import (
+    TrainState,
+    load_ema,
+    load_optimizer_state,
+    load_weights,
+    read_state,
+    save_checkpoint,
+)
 from facegen.train.config import StageConfig
+from facegen.train.ema import ParameterEMA
 from facegen.train.losses import SETTING_NAMES, draw_switches, setting_counts
 from facegen.train.stages import stage_spec
 
@@ -175,7 +183,9 @@ class LocalSession:
 
 
 class StageModel:
-    """The stage's Trainee (restored from a checkpoint if any), its DDP view, AdamW and the grad scaler."""
+    """The stage's Trainee (restored from a checkpoint if any), its DDP view, AdamW, the grad scaler and,
+    with `ema_decay`, the moving average of the trained weights (restored too; a checkpoint without one
+    starts it at the restored weights)."""
 
     def __init__(self, cfg: StageConfig, session, ckpt_dir: Path | None) -> None:
         from facegen.model.loading import load_components
@@ -203,6 +213,16 @@ class StageModel:
             self.optimizer.load_state_dict(saved["optimizer"])
             if saved.get("scaler"):
                 self.scaler.load_state_dict(saved["scaler"])
+        self.ema = self._restore_ema(cfg, ckpt_dir)
+
+    def _restore_ema(self, cfg: StageConfig, ckpt_dir: Path | None) -> ParameterEMA | None:
+        if cfg.ema_decay is None:
+            return None
+        ema = ParameterEMA(self.trainee.trainable_state_dict(), cfg.ema_decay)
+        saved = load_ema(ckpt_dir) if ckpt_dir is not None else None
+        if saved is not None:
+            ema.load_state_dict(saved, self.state.ema_updates if self.state else 0)
+        return ema
 
     def _restore_weights(self, cfg: StageConfig, ckpt_dir: Path | None) -> TrainState | None:
         if ckpt_dir is None:
@@ -222,6 +242,8 @@ class StageModel:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.trainee.trainable_state_dict())
 
     def set_learning_rate(self, cfg: StageConfig, step: int) -> None:
         factor = learning_rate_factor(cfg, step)
@@ -233,7 +255,8 @@ class StageModel:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
         }
-        save_checkpoint(directory, self.trainee.trainable_state_dict(), optimizer_state, state)
+        ema = self.ema.state_dict() if self.ema is not None else None
+        save_checkpoint(directory, self.trainee.trainable_state_dict(), optimizer_state, state, ema=ema)
 
 
 def build_optimizer(trainee: torch.nn.Module, cfg: StageConfig) -> tuple[torch.optim.AdamW, list[torch.nn.Parameter]]:
@@ -385,7 +408,8 @@ class StageRun:
             ckpt_dir = None
             if self.session.rank == 0:
                 ckpt_dir = Path(tmp)
-                state = TrainState(cfg.stage, step, self.data.cursor, self.session.world, cfg.seed)
+                ema_updates = self.model.ema.updates if self.model.ema is not None else 0
+                state = TrainState(cfg.stage, step, self.data.cursor, self.session.world, cfg.seed, ema_updates)
                 self.model.save(ckpt_dir, state)
             self.session.report(metrics, ckpt_dir)
 

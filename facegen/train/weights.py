@@ -19,7 +19,7 @@ from facegen.errors import FacegenError
 from facegen.model.attention import install_facecrafter_attention
 from facegen.model.controls import EmotionControlModule, LandmarkControlModule
 from facegen.model.loading import FaceCrafterComponents, load_components, model_hash, read_model_info, save_components
-from facegen.train.checkpoint import load_weights, read_state
+from facegen.train.checkpoint import load_ema, load_weights, read_state
 from facegen.train.config import StageConfig
 
 
@@ -75,8 +75,13 @@ def apply_decoder(components: FaceCrafterComponents, cfg: StageConfig) -> None:
         )
 
 
-def export_model(cfg: StageConfig, checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write the input model + the checkpoint's trained parts as a model folder at `out_dir` (atomic)."""
+def export_model(
+    cfg: StageConfig, checkpoint_dir: str | Path, out_dir: str | Path, *, use_ema: bool = True
+) -> Path:
+    """Write the input model + the checkpoint's trained parts as a model folder at `out_dir` (atomic).
+
+    The trained parts are the checkpoint's EMA weights when it holds them (and `use_ema`), else the
+    weights of its last step; the model's training history records which."""
     from facegen.train.trainee import Trainee
 
     state = read_state(Path(checkpoint_dir))
@@ -84,7 +89,9 @@ def export_model(cfg: StageConfig, checkpoint_dir: str | Path, out_dir: str | Pa
     load_init_modules(components, cfg)
     apply_decoder(components, cfg)
     trainee = Trainee(components, cfg.stage, cfg.lambda_ad, train_encoder=cfg.train_encoder)
-    result = trainee.load_state_dict(load_weights(Path(checkpoint_dir)), strict=False)
+    ema = load_ema(Path(checkpoint_dir)) if use_ema else None
+    weights = ema if ema is not None else load_weights(Path(checkpoint_dir))
+    result = trainee.load_state_dict(weights, strict=False)
     if result.unexpected_keys:
         raise FacegenError(f"checkpoint {checkpoint_dir} has unknown parameters (e.g. {result.unexpected_keys[0]})")
     trained = set(trainee.trainable_state_dict())
@@ -103,6 +110,7 @@ def export_model(cfg: StageConfig, checkpoint_dir: str | Path, out_dir: str | Pa
             "data": cfg.data,
             "seed": cfg.seed,
             "run": cfg.run_name,
+            "weights": f"ema (decay {cfg.ema_decay}, {state.ema_updates} updates)" if ema is not None else "last step",
             "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
     )
