@@ -324,13 +324,13 @@ def main() -> None:
 
     identities, bank, bank_truth = heldout_assets(args.data.resolve(), work)
     all_controls = "{id: 0.25, id+lmk: 0.25, id+emo: 0.25, id+lmk+emo: 0.25}"
-    models = {
-        "base only (control modules untrained)": compose_untrained(
-            args.base.resolve(), args.init, work / "base_untrained_controls"),
-        "pre-trained LMK": compose_pretrained_lmk(runs, args.init, work / "pretrained_lmk"),
-        "pre-trained LMK+EMO": compose_pretrained(runs, work / "pretrained_lmk_emo"),
-        "joint": runs / "joint" / "model",
-    }
+    models = {"base only (control modules untrained)": compose_untrained(
+        args.base.resolve(), args.init, work / "base_untrained_controls")}
+    if (runs / "pretrain_lmk" / "model" / "facegen.json").is_file():  # a round that ran the pre-training stages
+        models["pre-trained LMK"] = compose_pretrained_lmk(runs, args.init, work / "pretrained_lmk")
+        if (runs / "pretrain_emo" / "model" / "facegen.json").is_file():
+            models["pre-trained LMK+EMO"] = compose_pretrained(runs, work / "pretrained_lmk_emo")
+    models["joint"] = runs / "joint" / "model"
     models = {label: decoded(model, f"t1_{i}") for i, (label, model) in enumerate(models.items())}
     joint, joint_no_ad = decoded(runs / "joint" / "model", "joint"), decoded(runs / "joint_no_ad" / "model", "joint_no_ad")
     results: dict = {"settings": {"samples": args.samples, "sweep_samples": args.sweep_samples, "steps": args.steps,

@@ -5,7 +5,9 @@
 # the current design (the landmark module's spatial prior) trained on round 2's base with the loss
 # weightings that give them a signal (training/synthface/round3/*.yaml); round 4 retrains only the
 # autoencoder's decoder of round 3's joint model (training/synthface/round4/decoder.yaml: the latents, UNet
-# and control modules stay round 3's); ship round 4's model.
+# and control modules stay round 3's); round 5a trains round 4's base UNet + ID encoder 6,000 more steps and
+# then the joint stage 800 more steps on it, both exporting an EMA of their weights
+# (training/synthface/round5a/); ship round 5a's joint model.
 # Round 2 exists because round 1's 1,800 base steps left the UNet far from converged, round 3 because
 # round 2's control branches stayed inert, round 4 because round 3's decoder blurred eyes and lips (the
 # wider autoencoder of training/synthface/planned/round5/ is planned, not run). This is the schedule the shipped weights went through. (Rounds
@@ -14,6 +16,7 @@
 # bit-identical.) Everything goes to runs/synthface/ (git-ignored); every step resumes when re-run.
 # Usage: scripts/build_synthface_model.sh [FACEGEN]   (default .venv/bin/facegen)
 # Time on this 2-core machine: round 1 ~2 h, round 2's base ~1.1 h, round 3 ~45 min, round 4 ~15 min,
+# round 5a ~70 min (base 6,000 steps at ~1.7 steps/s with both cores, joint 800 at ~1.4/s),
 # estimator ~45 min (it can run beside the training stages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,4 +47,8 @@ $FACEGEN train vae --config training/synthface/round4/decoder.yaml
 # the measuring instrument: the proxy estimator, evaluated on held-out identities
 $FACEGEN synthface render --heldout --n 2000 --identities 100 --seed 1 --images-per-shard 1000 --workers 0 --out "$R/data/heldout"
 $FACEGEN synthface train-estimator --train "$R/data/train" --heldout "$R/data/heldout" --out "$R/estimator2" --steps 12000 --ship
-$FACEGEN synthface ship --model "$R/round4/decoder/model" --configs training/synthface
+# round 5a: more base training (EMA from step 3,000), then the joint stage again on it (+ its AD ablation)
+$FACEGEN train base --config training/synthface/round5a/base.yaml
+$FACEGEN train joint --config training/synthface/round5a/joint.yaml
+$FACEGEN train joint --config training/synthface/round5a/joint_no_ad.yaml
+$FACEGEN synthface ship --model "$R/round5a/joint/model" --configs training/synthface

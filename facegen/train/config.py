@@ -140,6 +140,9 @@ class StageConfig(_Strict):
         None, gt=0, lt=1, description="keep an exponential moving average of the trained weights with this decay "
         "(e.g. 0.999) and export it instead of the last step's weights; null = export the raw weights",
     )
+    ema_start: int = Field(
+        0, ge=0, description="ema_decay: the average starts from the weights after this step (0 = from the start)"
+    )
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up")
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant", description="after warm-up: constant, or cosine decay to min_lr_ratio x lr at the last step"
@@ -173,6 +176,8 @@ class StageConfig(_Strict):
         lo, hi = self.timestep_range
         if not 0.0 <= lo < hi <= 1.0:
             raise ValueError(f"timestep_range must satisfy 0 <= low < high <= 1; got [{lo}, {hi}]")
+        if self.ema_start and self.ema_decay is None:
+            raise ValueError("ema_start applies to ema_decay; set ema_decay (e.g. 0.999) or drop ema_start")
         if self.x0_weight_cap is not None and not self.x0_weighting:
             raise ValueError("x0_weight_cap applies to x0_weighting; set x0_weighting: true or drop the cap")
         if self.x0_weighting and self.snr_gamma is not None:

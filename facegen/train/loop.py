@@ -235,7 +235,7 @@ class StageModel:
             raise RuntimeError(f"checkpoint has unknown parameters, e.g. {result.unexpected_keys[0]}")
         return state
 
-    def optimizer_step(self, cfg: StageConfig) -> None:
+    def optimizer_step(self, cfg: StageConfig, step: int) -> None:
         if cfg.max_grad_norm:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
@@ -243,7 +243,10 @@ class StageModel:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
-            self.ema.update(self.trainee.trainable_state_dict())
+            if step <= cfg.ema_start:  # not averaged yet: the average starts at step ema_start's weights
+                self.ema = ParameterEMA(self.trainee.trainable_state_dict(), self.ema.decay)
+            else:
+                self.ema.update(self.trainee.trainable_state_dict())
 
     def set_learning_rate(self, cfg: StageConfig, step: int) -> None:
         factor = learning_rate_factor(cfg, step)
@@ -361,7 +364,7 @@ class StageRun:
             out = self.forward_backward(inputs, gen, last=micro == cfg.grad_accum - 1)
             totals += torch.stack([out[k].detach().float().cpu() for k in ("loss", "diffusion_loss", "ad_loss")])
             counts = {k: counts[k] + micro_counts[k] for k in counts}
-        self.model.optimizer_step(cfg)
+        self.model.optimizer_step(cfg, step)
         totals = _all_mean(totals / cfg.grad_accum, device)
         row = self.metrics_row(step, totals, counts, time.perf_counter() - t0)
         if not math.isfinite(row["loss"]):

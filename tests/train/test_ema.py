@@ -50,12 +50,25 @@ class _Killed(Exception):
     pass
 
 
-def _run(data, model, out, session):
+def _run(data, model, out, session, **extra):
     from facegen.train.loop import run_recipe
 
     raw = {"data": str(data), "model": str(model), "output": str(out), "steps": 4, "batch_size": 4,
-           "checkpoint_every": 2, "lr": 2e-3, "ema_decay": 0.9, "uncond_prob": 0.5}
+           "checkpoint_every": 2, "lr": 2e-3, "ema_decay": 0.9, "uncond_prob": 0.5, **extra}
     run_recipe(stage_config_from_dict(raw, "base"), session)
+
+
+def _killed_after_first_checkpoint(root):
+    """A LocalSession that dies right after writing its first checkpoint."""
+    from facegen.train.loop import LocalSession
+
+    class Killed(LocalSession):
+        def report(self, metrics, checkpoint_dir):
+            super().report(metrics, checkpoint_dir)
+            if checkpoint_dir is not None:
+                raise _Killed
+
+    return Killed(root)
 
 
 @pytest.mark.slow
@@ -66,16 +79,10 @@ def test_a_run_keeps_resumes_and_exports_its_ema(tiny_model_dir, extracted_dir, 
     from facegen.train.trainee import Trainee
     from facegen.train.weights import export_model
 
-    class KilledAfterFirstCheckpoint(LocalSession):
-        def report(self, metrics, checkpoint_dir):
-            super().report(metrics, checkpoint_dir)
-            if checkpoint_dir is not None:
-                raise _Killed
-
     straight = LocalSession(tmp_path / "straight")
     _run(extracted_dir, tiny_model_dir, tmp_path / "a", straight)
     with pytest.raises(_Killed):
-        _run(extracted_dir, tiny_model_dir, tmp_path / "b", KilledAfterFirstCheckpoint(tmp_path / "resumed"))
+        _run(extracted_dir, tiny_model_dir, tmp_path / "b", _killed_after_first_checkpoint(tmp_path / "resumed"))
     resumed = LocalSession(tmp_path / "resumed")
     _run(extracted_dir, tiny_model_dir, tmp_path / "b", resumed)
 
@@ -98,3 +105,22 @@ def test_a_run_keeps_resumes_and_exports_its_ema(tiny_model_dir, extracted_dir, 
     for k in ema:
         assert torch.allclose(shipped["ema"][k], ema[k].to(shipped["ema"][k].dtype), atol=1e-6), k
         assert torch.allclose(shipped["raw"][k], raw[k].to(shipped["raw"][k].dtype), atol=1e-6), k
+
+
+@pytest.mark.slow
+def test_ema_start_equals_turning_the_ema_on_at_a_resume(tiny_model_dir, extracted_dir, tmp_path):
+    """How synthface round 5a ran: 3,000 steps without an EMA, resumed with one. `ema_start` rebuilds it."""
+    from facegen.train.loop import LocalSession
+
+    straight = LocalSession(tmp_path / "straight")
+    _run(extracted_dir, tiny_model_dir, tmp_path / "a", straight, ema_start=2)
+    with pytest.raises(_Killed):
+        _run(extracted_dir, tiny_model_dir, tmp_path / "b", _killed_after_first_checkpoint(tmp_path / "resumed"), ema_decay=None)
+    assert not (LocalSession(tmp_path / "resumed").latest() / "ema.safetensors").exists()
+    resumed = LocalSession(tmp_path / "resumed")
+    _run(extracted_dir, tiny_model_dir, tmp_path / "b", resumed)
+    a, b = (load_file(str(s.latest() / "ema.safetensors")) for s in (straight, resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((straight.latest() / "state.json").read_text())["ema_updates"] == 2
+    with pytest.raises(Exception, match="ema_start"):
+        stage_config_from_dict({"data": "d", "model": "m", "output": "o", "steps": 1, "batch_size": 2, "ema_start": 5}, "base")
