@@ -50,9 +50,9 @@ def generated(tmp_path_factory):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 10 acceptance not met yet: the shipped preset (round 4) follows target pose (yaw RMSE 8.2 deg "
-    "in the study; correlation ~0.89 here at 12 steps, target 0.9) but not emotion (17% in the study, chance "
-    "12.5%); benchmarks/results/synthface.md. Strict, so this starts failing the day it passes",
+    reason="issue 10 acceptance not met yet: the shipped preset (round 5a) follows target pose (yaw RMSE 8.4 deg "
+    "in the study) but not emotion (16% in the study, chance 12.5%); benchmarks/results/synthface_round5a.md. "
+    "Strict, so this starts failing the day it passes",
 )
 def test_preset_follows_target_yaw_and_emotion(generated):
     out, result = generated
