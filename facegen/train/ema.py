@@ -23,6 +23,13 @@ class ParameterEMA:
         self.decay, self.updates = float(decay), int(updates)
         self.shadow = {n: p.detach().to(dtype=torch.float32).clone() for n, p in params.items()}
 
+    @torch.no_grad()
+    def reset(self, params: dict[str, torch.Tensor]) -> None:
+        """Restart the average at `params` (no updates folded in yet)."""
+        for name, value in params.items():
+            self.shadow[name].copy_(value.detach())
+        self.updates = 0
+
     def current_decay(self) -> float:
         """The decay of the next update (the warm-up in the module docstring)."""
         n = self.updates

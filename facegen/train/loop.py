@@ -244,7 +244,7 @@ class StageModel:
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             if step <= cfg.ema_start:  # not averaged yet: the average starts at step ema_start's weights
-                self.ema = ParameterEMA(self.trainee.trainable_state_dict(), self.ema.decay)
+                self.ema.reset(self.trainee.trainable_state_dict())
             else:
                 self.ema.update(self.trainee.trainable_state_dict())
 

@@ -110,7 +110,7 @@ def export_model(
             "data": cfg.data,
             "seed": cfg.seed,
             "run": cfg.run_name,
-            "weights": f"ema (decay {cfg.ema_decay}, {state.ema_updates} updates)" if ema is not None else "last step",
+            "weights": f"ema ({state.ema_updates} updates)" if ema is not None else "last step",
             "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
     )
