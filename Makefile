@@ -26,8 +26,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
-# Rebuild the shipped synthface preset + proxy estimator from scratch (~5.3 h on 2 CPU cores: round 1 ~2 h,
-# round 2's base ~1.1 h, round 3 ~45 min, round 4 ~15 min, round 5a ~70 min; resumable; everything under runs/synthface/, which git ignores). CI never runs it.
+# Rebuild the shipped synthface preset + proxy estimator from scratch (~6.9 h on 2 CPU cores: round 1 ~2 h,
+# round 2's base ~1.1 h, round 3 ~45 min, round 4 ~15 min, round 5a ~70 min, round 5b ~1.6 h; resumable; everything under runs/synthface/, which git ignores). CI never runs it.
 synthface-model: $(STAMP)
 	scripts/build_synthface_model.sh $(VENV)/bin/facegen
 

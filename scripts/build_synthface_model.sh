@@ -7,7 +7,9 @@
 # autoencoder's decoder of round 3's joint model (training/synthface/round4/decoder.yaml: the latents, UNet
 # and control modules stay round 3's); round 5a trains round 4's base UNet + ID encoder 6,000 more steps and
 # then the joint stage 800 more steps on it, both exporting an EMA of their weights
-# (training/synthface/round5a/); ship round 5a's joint model.
+# (training/synthface/round5a/); round 5b trains round 5a's base 8,000 more steps (EMA from the start) and
+# then the joint stage 800 more steps on it, continuing round 5a's joint modules
+# (training/synthface/round5b/); ship round 5b's joint model.
 # Round 2 exists because round 1's 1,800 base steps left the UNet far from converged, round 3 because
 # round 2's control branches stayed inert, round 4 because round 3's decoder blurred eyes and lips (the
 # wider autoencoder of training/synthface/planned/round5/ is planned, not run). This is the schedule the shipped weights went through. (Rounds
@@ -16,7 +18,8 @@
 # bit-identical.) Everything goes to runs/synthface/ (git-ignored); every step resumes when re-run.
 # Usage: scripts/build_synthface_model.sh [FACEGEN]   (default .venv/bin/facegen)
 # Time on this 2-core machine: round 1 ~2 h, round 2's base ~1.1 h, round 3 ~45 min, round 4 ~15 min,
-# round 5a ~70 min (base 6,000 steps at ~1.7 steps/s with both cores, joint 800 at ~1.4/s),
+# round 5a ~70 min (base 6,000 steps at ~1.7 steps/s with both cores, joint 800 at ~1.4/s), round 5b
+# ~1.6 h (base 8,000 steps at ~1.5 steps/s, joint 800 at ~1.45/s),
 # estimator ~45 min (it can run beside the training stages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,4 +54,7 @@ $FACEGEN synthface train-estimator --train "$R/data/train" --heldout "$R/data/he
 $FACEGEN train base --config training/synthface/round5a/base.yaml
 $FACEGEN train joint --config training/synthface/round5a/joint.yaml
 $FACEGEN train joint --config training/synthface/round5a/joint_no_ad.yaml
-$FACEGEN synthface ship --model "$R/round5a/joint/model" --configs training/synthface
+# round 5b: 8,000 more base steps (EMA from the start), then the joint stage again on it
+$FACEGEN train base --config training/synthface/round5b/base.yaml
+$FACEGEN train joint --config training/synthface/round5b/joint.yaml
+$FACEGEN synthface ship --model "$R/round5b/joint/model" --configs training/synthface

@@ -103,7 +103,8 @@ def ship(
         "configs": {
             p.relative_to(configs).with_suffix("").as_posix(): yaml.safe_load(p.read_text())
             for p in sorted(configs.rglob("*.yaml"))
-            if "planned" not in p.relative_to(configs).parts  # configs of rounds not run yet
+            # rounds not run yet, and one-off probes that are not part of the recipe
+            if not {"planned", "probes"} & set(p.relative_to(configs).parts)
         },
         "metrics": json.loads(metrics.read_text()) if metrics else {},
     }

@@ -50,8 +50,8 @@ def generated(tmp_path_factory):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 10 acceptance not met yet: the shipped preset (round 5a) follows target pose (yaw RMSE 8.4 deg "
-    "in the study) but not emotion (16% in the study, chance 12.5%); benchmarks/results/synthface_round5a.md. "
+    reason="issue 10 acceptance not met yet: the shipped preset (round 5b) follows target pose (yaw RMSE 8.2 deg "
+    "in the study) but not emotion (17% in the study, chance 12.5%); benchmarks/results/synthface_round5b.md. "
     "Strict, so this starts failing the day it passes",
 )
 def test_preset_follows_target_yaw_and_emotion(generated):
