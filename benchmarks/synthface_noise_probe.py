@@ -151,6 +151,9 @@ def main() -> None:
     unknown = sorted(set(conditions) - set(CONDITION_SETS))
     if unknown:
         parser.error(f"--conditions: unknown {unknown}; choose from {', '.join(CONDITION_SETS)}")
+    for flag, path, inside in (("--model", args.model, "model_index.json"), ("--heldout", args.heldout, "labels.parquet")):
+        if not (Path(path) / inside).is_file():
+            parser.error(f"{flag} {path}: no {inside} there; pass a synthface model folder / a held-out render folder")
     probe = Probe(args.model, args.heldout, args.n)
     rows: list[dict] = []
 
