@@ -478,7 +478,7 @@ def render_markdown(results: dict, runs: Path) -> str:
             lines.append(f"| {label} | {_f(r['yaw_std'])} | {_f(r['pitch_std'])} | {_f(r['roll_std'])} | {_f(r['expression_std'], 3)} | "
                          f"{r['emotion_classes_seen']} | {_f(r['within_identity_pixel_rmse'], 3)} | {_p(r['identity_rank1'])} |")
     else:
-        lines.append("not measured (see the note above)")
+        lines.append("not measured")
     lines += ["", "## Guidance sweep (joint model)", ""]
     if results["sweep"]:
         lines += [f"{n_sweep} images per setting; id+lmk rows for wLMK, id+emo rows for wEMO.", "",
