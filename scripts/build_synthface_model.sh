@@ -20,7 +20,7 @@
 # Time on this 2-core machine: round 1 ~2 h, round 2's base ~1.1 h, round 3 ~45 min, round 4 ~15 min,
 # round 5a ~70 min (base 6,000 steps at ~1.7 steps/s with both cores, joint 800 at ~1.4/s), round 5b
 # ~1.6 h (base 8,000 steps at ~1.5 steps/s, joint 800 at ~1.45/s),
-# estimator ~45 min (it can run beside the training stages).
+# estimator ~55 min (13 min of rendering at ~330 images/s, 12,000 steps at ~4.9 steps/s with both cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FACEGEN=${1:-.venv/bin/facegen}
@@ -48,8 +48,7 @@ $FACEGEN train joint --config training/synthface/round3/joint_no_ad.yaml
 # round 4: a sharper decoder behind round 3's encoder
 $FACEGEN train vae --config training/synthface/round4/decoder.yaml
 # the measuring instrument: the proxy estimator, evaluated on held-out identities
-$FACEGEN synthface render --heldout --n 2000 --identities 100 --seed 1 --images-per-shard 1000 --workers 0 --out "$R/data/heldout"
-$FACEGEN synthface train-estimator --train "$R/data/train" --heldout "$R/data/heldout" --out "$R/estimator2" --steps 12000 --ship
+scripts/build_synthface_estimator.sh "$FACEGEN"
 # round 5a: more base training (EMA from step 3,000), then the joint stage again on it (+ its AD ablation)
 $FACEGEN train base --config training/synthface/round5a/base.yaml
 $FACEGEN train joint --config training/synthface/round5a/joint.yaml

@@ -28,6 +28,7 @@ from facegen.analysis.base import (
     IdentityBackend,
     LandmarkBackend,
 )
+from facegen.analysis.models import ModelFile
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,10 @@ _CACHE_SIZE = 8
 
 
 def _key(image: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+    """The image's digest and the estimator that measures it (other weights, other measurement)."""
+    from facegen.synthface.estimator import configured_weights_path
+
+    return f"{configured_weights_path()}:{hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()}"
 
 
 def measure_image(image: np.ndarray):
@@ -76,6 +80,13 @@ def measure_batch(images: Sequence[np.ndarray]) -> None:
 
 class _BatchedSynthface:
     """Mixin: the three synthface backends share one batched pass per batch of images."""
+
+    @classmethod
+    def model_files(cls) -> list[ModelFile]:
+        """The proxy estimator's weights: shipped in the package, or $FACEGEN_SYNTHFACE_ESTIMATOR."""
+        from facegen.synthface.estimator import configured_weights_path
+
+        return [ModelFile(cls.name, cls.kind, (str(configured_weights_path()),), "synthface proxy estimator", "facegen")]
 
     def prepare_batch(self, images: Sequence[np.ndarray]) -> None:
         measure_batch(images)

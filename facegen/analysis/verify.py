@@ -285,6 +285,21 @@ def _ragged(table: pa.Table, column: str, width: int) -> np.ndarray:
     return out
 
 
+def _weights_fingerprint(config: VerifyConfig) -> str:
+    """The weight files the measuring backends load (name, size, mtime): other weights, other measurements,
+    so a re-run with another estimator re-measures instead of resuming from the old one's shards."""
+    models = Path(config.models_dir or ".")
+    parts = []
+    for kind, name in (("landmarks", config.landmark_backend), ("identity", config.identity_backend),
+                       ("emotion", config.emotion_backend)):
+        for f in backend_class(name, kind).model_files():
+            path = f.locate(models)
+            if path is not None:
+                st = path.stat()
+                parts.append(f"{kind}:{path.resolve()}:{st.st_size}:{int(st.st_mtime)}")
+    return "\n".join(parts) + "\n"
+
+
 def run_verify(config: VerifyConfig, distributor: Distributor | None = None, *, progress: bool = True) -> VerifyResult:
     """Measure every generated image of `config.dataset`; write verify.parquet + verify_report.json."""
     started = time.perf_counter()
@@ -297,6 +312,7 @@ def run_verify(config: VerifyConfig, distributor: Distributor | None = None, *, 
     rows = labels.select([c for c in ("key", "shard", "image_format") if c in labels.column_names])
     fp_src = json.dumps({"v": FORMAT_VERSION, "identity": config.identity_backend, "emotion": config.emotion_backend,
                          "landmarks": config.landmark_backend})
+    fp_src += _weights_fingerprint(config)
     fp_src += "\n".join(labels.column("key").to_pylist())
     verify_root = root.child(VERIFY_DIR)
     task = ShardTask(

@@ -56,11 +56,16 @@ def init_model(
 
 @synthface_app.command("train-estimator")
 def train_estimator_cmd(
-    train: Path = typer.Option(..., "--train", help="A `synthface render` folder to train on."),
+    train: list[Path] = typer.Option(..., "--train", help="A `synthface render` folder to train on (repeat for more)."),
     heldout: Path = typer.Option(..., "--heldout", help="A `synthface render --heldout` folder to evaluate on."),
     out: Path = typer.Option(..., "--out", help="Where weights, checkpoint and estimator.json go."),
     steps: int = typer.Option(3000, "--steps"),
     batch_size: int = typer.Option(64, "--batch-size"),
+    width: int = typer.Option(48, "--width", help="Channels of the first feature level (x2, x4 deeper)."),
+    stem: str = typer.Option("strided", "--stem", help="'strided' (halves the resolution at once) or 'full' "
+                             "(a convolution at full resolution first)."),
+    soft_emotion: bool = typer.Option(False, "--soft-emotion", help="Fit the emotion head to the rendered "
+                                      "expression's true posterior instead of the drawn class."),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(1, "--threads", help="torch threads (1 is fastest on a busy machine)."),
     ship: bool = typer.Option(False, "--ship", help="Also copy the weights into the package (the shipped estimator)."),
@@ -72,8 +77,13 @@ def train_estimator_cmd(
     from facegen.synthface.estimator import INFO_FILE, WEIGHTS_FILE, shipped_weights_path
     from facegen.synthface.train_estimator import train_estimator
 
-    metrics = train_estimator(train, heldout, out, steps=steps, batch_size=batch_size, seed=seed, threads=threads,
-                              log=lambda line: typer.echo(line))
+    from facegen.errors import FacegenError
+    from facegen.synthface.estimator import STEMS
+
+    if stem not in STEMS:
+        raise FacegenError(f"must be one of {', '.join(STEMS)}", where="--stem")
+    metrics = train_estimator(train, heldout, out, steps=steps, batch_size=batch_size, width=width, stem=stem,
+                              soft_emotion=soft_emotion, seed=seed, threads=threads, log=lambda line: typer.echo(line))
     for key, value in asdict(metrics).items():
         typer.echo(f"{key}: {value}")
     if ship:

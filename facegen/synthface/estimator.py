@@ -13,6 +13,7 @@ Weights ship as ``facegen/synthface/data/estimator.safetensors`` (+ ``estimator.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -42,14 +43,25 @@ def _conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-class SynthfaceEstimator(nn.Module):
-    """64x64 RGB in [0, 1] -> dict of head outputs (see HEADS). ~5 GMAC per batch of 64."""
+STEMS = ("strided", "full")
 
-    def __init__(self, width: int = 48) -> None:
+
+class SynthfaceEstimator(nn.Module):
+    """64x64 RGB in [0, 1] -> dict of head outputs (see HEADS).
+
+    `stem="strided"` (the first estimator, ~5 GMAC per batch of 64) halves the resolution in its first
+    convolution; `stem="full"` first convolves at 64x64 (24 channels), then strides, so features a
+    pixel wide (brows, lip gap) reach the deeper layers (~1.4x the training step at width 48, measured).
+    """
+
+    def __init__(self, width: int = 48, stem: str = "strided") -> None:
         super().__init__()
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         w = width
+        first = [*_conv(3, 32, stride=2)] if stem == "strided" else [*_conv(3, 24), *_conv(24, 32, stride=2)]
         self.features = nn.Sequential(
-            *_conv(3, 32, stride=2),  # 32x32
+            *first,  # 32x32
             *_conv(32, w), nn.MaxPool2d(2),  # 16x16
             *_conv(w, 2 * w), *_conv(2 * w, 2 * w), nn.MaxPool2d(2),  # 8x8
             *_conv(2 * w, 4 * w), *_conv(4 * w, 4 * w), nn.MaxPool2d(2),  # 4x4
@@ -167,24 +179,40 @@ class EstimatorRunner:
         )
 
 
+#: Environment variable naming other estimator weights (a `train-estimator --out` folder's safetensors).
+ESTIMATOR_ENV = "FACEGEN_SYNTHFACE_ESTIMATOR"
+
+
 def shipped_weights_path() -> Path:
     return Path(str(resources.files("facegen.synthface").joinpath("data", WEIGHTS_FILE)))
 
 
-@lru_cache(maxsize=2)
-def load_estimator(path: str | None = None) -> EstimatorRunner:
-    """The shipped estimator (or one at `path`), loaded from safetensors."""
-    from safetensors.torch import load_file
+def configured_weights_path() -> Path:
+    """The estimator `facegen verify` uses: $FACEGEN_SYNTHFACE_ESTIMATOR if set, else the shipped one."""
+    override = os.environ.get(ESTIMATOR_ENV)
+    return Path(override) if override else shipped_weights_path()
 
+
+def load_estimator(path: str | None = None) -> EstimatorRunner:
+    """The configured estimator (`configured_weights_path`), or the one at `path`, loaded from safetensors
+    (cached per file)."""
     from facegen.errors import FacegenError
 
-    weights = Path(path) if path else shipped_weights_path()
+    weights = Path(path) if path else configured_weights_path()
     if not weights.is_file():
-        raise FacegenError("synthface estimator weights missing; rebuild with `make synthface-estimator`", where=str(weights))
-    info_path = weights.with_name(INFO_FILE)
+        where = f"{weights} (${ESTIMATOR_ENV})" if not path and os.environ.get(ESTIMATOR_ENV) else str(weights)
+        raise FacegenError("synthface estimator weights missing; rebuild with `make synthface-estimator`", where=where)
+    return _load_estimator_file(str(weights.resolve()))
+
+
+@lru_cache(maxsize=2)
+def _load_estimator_file(weights: str) -> EstimatorRunner:
+    from safetensors.torch import load_file
+
+    info_path = Path(weights).with_name(INFO_FILE)
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    model = SynthfaceEstimator(info.get("width", 48))
-    model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    model = SynthfaceEstimator(info.get("width", 48), info.get("stem", "strided"))
+    model.load_state_dict({k: v.float() for k, v in load_file(weights).items()})
     return EstimatorRunner(model, reliability=info.get("identity_reliability"))
 
 
@@ -216,6 +244,11 @@ class Targets:
     emotion: torch.Tensor  # (B,) long
     va: torch.Tensor
     identity: torch.Tensor  # standardised
+    emotion_probs: torch.Tensor | None = None  # (B, 8) the domain's true posterior, when the labels carry it
+
+    def take(self, idx: torch.Tensor) -> Targets:
+        return Targets(self.pose[idx], self.expression[idx], self.emotion[idx], self.va[idx], self.identity[idx],
+                       None if self.emotion_probs is None else self.emotion_probs[idx])
 
 
 def targets_from_labels(table) -> Targets:
@@ -224,7 +257,7 @@ def targets_from_labels(table) -> Targets:
         return table.column(name).to_numpy(zero_copy_only=False)
 
     def dense(name: str, width: int) -> np.ndarray:
-        return np.asarray(table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False),
+        return np.array(table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False),
                           np.float32).reshape(-1, width)
 
     pose = np.stack([col("yaw"), col("pitch"), col("roll")], 1).astype(np.float32) / POSE_SCALE
@@ -234,14 +267,21 @@ def targets_from_labels(table) -> Targets:
         emotion=torch.from_numpy(col("emotion").astype(np.int64)),
         va=torch.from_numpy(np.stack([col("valence"), col("arousal")], 1).astype(np.float32)),
         identity=torch.from_numpy(standardize_identity(dense("truth_identity", IDENTITY_DIM)).astype(np.float32)),
+        emotion_probs=torch.from_numpy(dense("emotion_probs", NUM_EMOTIONS)) if "emotion_probs" in table.column_names else None,
     )
 
 
-def estimator_loss(out: dict[str, torch.Tensor], t: Targets) -> tuple[torch.Tensor, dict[str, float]]:
+def estimator_loss(
+    out: dict[str, torch.Tensor], t: Targets, soft_emotion: bool = False
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted sum of the heads' losses. `soft_emotion` fits the emotion head to the true posterior of the
+    rendered expression (where the labels carry it) instead of the drawn class: a weak expression that
+    the drawn class does not explain is then not a label to memorise."""
+    emotion_target = t.emotion_probs if soft_emotion and t.emotion_probs is not None else t.emotion
     parts = {
         "pose": F.smooth_l1_loss(out["pose"], t.pose, beta=0.05) * 4,
         "expression": F.mse_loss(out["expression"], t.expression) * 2,
-        "emotion": F.cross_entropy(out["emotion"], t.emotion) * 0.5,
+        "emotion": F.cross_entropy(out["emotion"], emotion_target) * 0.5,
         "va": F.mse_loss(out["va"], t.va),
         "identity": F.mse_loss(out["identity"], t.identity),
     }

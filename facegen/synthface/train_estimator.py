@@ -15,7 +15,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from typing import Sequence
+
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
@@ -33,6 +36,11 @@ from facegen.synthface.estimator import (
     targets_from_labels,
 )
 from facegen.synthface.params import identity_embedding
+
+
+#: The label columns the estimator trains on (what folders are concatenated by).
+TARGET_COLUMNS = ["key", "identity_index", "yaw", "pitch", "roll", "emotion", "emotion_probs", "valence", "arousal",
+                  "truth_expression", "truth_identity"]
 
 
 def load_rendered(data_dir: str | Path, limit: int | None = None) -> tuple[np.ndarray, "pq.Table"]:
@@ -109,7 +117,7 @@ def evaluate_estimator(runner: EstimatorRunner, images: np.ndarray, table) -> Es
 
 
 def train_estimator(
-    train_dir: str | Path,
+    train_dir: str | Path | Sequence[str | Path],
     eval_dir: str | Path,
     out_dir: str | Path,
     *,
@@ -117,25 +125,34 @@ def train_estimator(
     batch_size: int = 64,
     lr: float = 2e-3,
     width: int = 48,
+    stem: str = "strided",
+    soft_emotion: bool = False,
     seed: int = 0,
     checkpoint_every: int = 500,
     threads: int | None = None,
     log=print,
 ) -> EstimatorMetrics:
-    """Train (or resume) the estimator; writes weights + info (metrics on `eval_dir`) into `out_dir`."""
+    """Train (or resume) the estimator on one or more render folders; writes weights + info (metrics on
+    `eval_dir`) into `out_dir`."""
     from safetensors.torch import save_file
 
     if threads:
         torch.set_num_threads(threads)
     out = Path(out_dir)
-    images, table = load_rendered(train_dir)
+    train_dirs = [train_dir] if isinstance(train_dir, (str, Path)) else list(train_dir)
+    loaded = [load_rendered(d) for d in train_dirs]
+    images = loaded[0][0] if len(loaded) == 1 else np.concatenate([im for im, _ in loaded])
+    table = loaded[0][1] if len(loaded) == 1 else pa.concat_tables([tb.select(TARGET_COLUMNS) for _, tb in loaded])
+    del loaded
     if not (Path(eval_dir) / "labels.parquet").is_file():
         load_rendered(eval_dir)  # the same one-line error, before anything is written
     out.mkdir(parents=True, exist_ok=True)
     targets = targets_from_labels(table)
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # uint8
+    n = len(images)
+    del images  # x_all is a copy: 320k renders are ~4 GB each
     torch.manual_seed(seed)
-    model = SynthfaceEstimator(width)
+    model = SynthfaceEstimator(width, stem)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     start = 0
     ckpt = out / "checkpoint.pt"
@@ -145,7 +162,6 @@ def train_estimator(
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
         log(f"resuming estimator training at step {start}")
-    n = len(images)
     t0 = time.perf_counter()
     model.train()
     for step in range(start + 1, steps + 1):
@@ -156,15 +172,13 @@ def train_estimator(
         warm = min(1.0, step / 200)
         for group in opt.param_groups:
             group["lr"] = lr * warm * (0.02 + 0.98 * flip_lr)
-        t = targets
-        batch_t = type(t)(t.pose[idx], t.expression[idx], t.emotion[idx], t.va[idx], t.identity[idx])
-        loss, parts = estimator_loss(model(x), batch_t)
+        loss, parts = estimator_loss(model(x), targets.take(idx), soft_emotion)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % 100 == 0:
             rate = (step - start) / (time.perf_counter() - t0)
-            log(f"step {step}/{steps} loss {float(loss):.4f} " + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
+            log(f"step {step}/{steps} loss {float(loss.detach()):.4f} " + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
                 + f" ({rate:.2f} steps/s)")
         if step % checkpoint_every == 0 or step == steps:
             with Location(str(out)).open_atomic(ckpt.name) as f:
@@ -178,11 +192,13 @@ def train_estimator(
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))
     info = {
         "width": width,
+        "stem": stem,
+        "soft_emotion": soft_emotion,
         "steps": steps,
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
-        "train_data": str(train_dir),
+        "train_data": [str(d) for d in train_dirs] if len(train_dirs) > 1 else str(train_dirs[0]),
         "eval_data": str(eval_dir),
         "eval_metrics": asdict(metrics),
         # held-out R^2 per standardised identity feature: the weights of the runner's identity_similarity

