@@ -50,6 +50,32 @@ def measure_rows(work: Path, data: Path, rows: list[str]) -> dict:
     return out
 
 
+def _label(est: str) -> str:
+    return "shipped" if est == "shipped" else Path(est).parent.name
+
+
+def render_markdown(args, results: dict) -> str:
+    lines = [
+        f"# Stored study images measured again: {args.work}",
+        "",
+        "Written by `benchmarks/synthface_remeasure.py`: the same generated images (no regeneration), measured by",
+        "`facegen verify` and the study's row metrics once per estimator. Columns: estimator weights (`shipped` =",
+        "`facegen/synthface/data/estimator.safetensors` at the time of the run).",
+        "",
+        *([args.note, ""] if args.note else []),
+    ]
+    for row in args.rows:
+        lines += [f"## {row} ({results[args.estimator[0]][row]['samples']} images)", "",
+                  "| metric | " + " | ".join(_label(e) for e in args.estimator) + " |",
+                  "|---|" + "---|" * len(args.estimator)]
+        for key, label, digits in KEYS:
+            cells = [f"{100 * results[e][row][key]:.1f}%" if digits is None else f"{results[e][row][key]:.{digits}f}"
+                     for e in args.estimator]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="a study --work folder (holds t1_*/ datasets)")
@@ -58,6 +84,8 @@ def main() -> None:
     parser.add_argument("--estimator", action="append", required=True,
                         help="'shipped' or an estimator.safetensors path (repeat: one column each)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--md", type=Path, help="also write a markdown table here")
+    parser.add_argument("--note", default="", help="a paragraph under the markdown's title (which weights are which)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -90,6 +118,9 @@ def main() -> None:
                 v = results[e][row][key]
                 cells.append(f"{100 * v:15.1f}%" if digits is None else f"{v:16.{digits}f}")
             print(f"{label:24s}" + "".join(cells))
+    if args.md:
+        args.md.write_text(render_markdown(args, results))
+        print(f"wrote {args.md}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float))
         print(f"\nwrote {args.json}")
