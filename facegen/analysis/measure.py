@@ -207,4 +207,22 @@ def resolve_estimators(
     return names, models
 
 
-__all__ += ["ATTRIBUTE_KINDS", "EstimatorChoiceError", "resolve_estimators"]
+def estimator_weights(names: dict[str, str], models_dir: str | Path | None = None) -> dict[str, list[dict[str, str]]]:
+    """Per attribute, the weight files its resolved backend loads (name + sha256): what a run records so
+    that other weights under the same estimator names make a different run."""
+    from facegen.analysis.models import resolve_models_dir, weights_digest
+    from facegen.analysis.registry import backend_class
+
+    models = resolve_models_dir(str(models_dir) if models_dir else None)
+    out: dict[str, list[dict[str, str]]] = {}
+    for attribute, name in names.items():
+        files = []
+        for f in backend_class(name, ATTRIBUTE_KINDS[attribute]).model_files():
+            path = f.locate(models)
+            if path is not None:
+                files.append({"file": path.name, "sha256": weights_digest(path)})
+        out[attribute] = files
+    return out
+
+
+__all__ += ["ATTRIBUTE_KINDS", "EstimatorChoiceError", "estimator_weights", "resolve_estimators"]

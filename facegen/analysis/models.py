@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from facegen.errors import FacegenError
@@ -63,3 +65,18 @@ class ModelFileStatus:
     @property
     def present(self) -> bool:
         return self.path is not None
+
+
+def weights_digest(path: str | os.PathLike[str]) -> str:
+    """sha256 of a weight file's bytes (cached per path, size and mtime: computed once per run)."""
+    st = Path(path).stat()
+    return _digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -114,6 +114,7 @@ class BalanceResult:
 
 
 def _load(manifest_path: str | Path, model_override: str | None = None) -> tuple[Any, Path, str, Lock, VerifySettings]:
+    from facegen.analysis.measure import estimator_weights
     from facegen.manifest import load_manifest, resolve_model_dir
     from facegen.model.loading import model_hash
 
@@ -131,6 +132,8 @@ def _load(manifest_path: str | Path, model_override: str | None = None) -> tuple
         # the estimators that judge the images are part of the run: a later run that finds other weights
         # under `auto` is a different dataset, never silently mixed into this one
         resolved["verify"]["estimators"] = verify.estimators()
+        if verify.measures:
+            resolved["verify"]["estimator_weights"] = estimator_weights(verify.estimators(), verify.models_dir)
         resolved["verify"].pop("models_dir", None)
     lock = Lock.create(
         resolved,

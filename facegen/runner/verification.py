@@ -9,6 +9,7 @@ each generation actor runs on every decoded batch (same process, no second pass 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ class VerifySettings:
     max_rounds: int = 1
     max_total_factor: float = 1.0
     models_dir: str | None = None
+    #: the synthface estimator file the driver resolved ($FACEGEN_SYNTHFACE_ESTIMATOR or the shipped one):
+    #: actors measure with exactly it, wherever their environment points
+    synthface_weights: str | None = None
 
     @property
     def measures(self) -> bool:
@@ -116,7 +120,16 @@ def resolve_verify(manifest: Any, model_dir: Path) -> VerifySettings:
         max_rounds=v.max_rounds,
         max_total_factor=v.max_total_factor,
         models_dir=str(models),
+        synthface_weights=_synthface_weights(names),
     )
+
+
+def _synthface_weights(names: dict[str, str]) -> str | None:
+    if "synthface" not in names.values():
+        return None
+    from facegen.synthface.estimator import configured_weights_path
+
+    return str(configured_weights_path().resolve())
 
 
 def unmeasured_columns() -> dict[str, Any]:
@@ -152,6 +165,11 @@ class LoopMeasurer:
         from facegen.analysis.measure import Estimators
 
         s = self.settings
+        if s.synthface_weights:
+            from facegen.synthface.estimator import ESTIMATOR_ENV, configured_weights_path
+
+            if str(configured_weights_path().resolve()) != s.synthface_weights:
+                os.environ[ESTIMATOR_ENV] = s.synthface_weights  # an actor measures with the driver's choice
         self.estimators = Estimators.load(pose=s.pose, landmarks=s.landmarks, emotion=s.emotion, identity=s.identity, models_dir=s.models_dir)
 
     def measure(self, images: np.ndarray, rows: pa.Table) -> list[dict[str, Any]]:

@@ -141,3 +141,38 @@ def test_coverage_every_plan_row_once_or_rejected():
     assert any("no sample, reject or failure" in p and "000000002" in p for p in lost)
     assert any("not in the plan" in p for p in coverage_problems(plan, ["000000007_r01"], plan, []))
     assert any("says 2" in p for p in coverage_problems(plan, ["000000000", "000000001_r01"], ["000000002"], [], dropped=2))
+
+
+def test_the_estimator_weights_are_part_of_the_run(tmp_path, monkeypatch):
+    """Other weights under the same estimator names are another run (the lock records their sha256), and the
+    driver's resolved synthface weights travel to the actors in the settings."""
+    import hashlib
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from facegen.runner.balance import _load
+    from facegen.synthface.estimator import ESTIMATOR_ENV, INFO_FILE, shipped_weights_path
+
+    path = write_manifest(tmp_path)
+    monkeypatch.delenv(ESTIMATOR_ENV, raising=False)
+    _, _, _, lock, settings = _load(path)
+    shipped = shipped_weights_path()
+    assert settings.synthface_weights == str(shipped.resolve())
+    recorded = lock.manifest["verify"]["estimator_weights"]
+    assert recorded["emotion"] == [{"file": shipped.name, "sha256": hashlib.sha256(shipped.read_bytes()).hexdigest()}]
+
+    state = load_file(str(shipped))
+    state["out.bias"] = state["out.bias"] + torch.ones_like(state["out.bias"])
+    other = tmp_path / "other" / "estimator.safetensors"
+    other.parent.mkdir()
+    save_file(state, str(other))
+    shutil.copyfile(shipped.with_name(INFO_FILE), other.with_name(INFO_FILE))
+    monkeypatch.setenv(ESTIMATOR_ENV, str(other))
+    _, _, _, other_lock, other_settings = _load(path)
+    assert other_settings.synthface_weights == str(other.resolve())
+    assert other_lock.fingerprint != lock.fingerprint
+
+    monkeypatch.delenv(ESTIMATOR_ENV)
+    assert _load(path)[3].fingerprint == lock.fingerprint  # the same weights again: the same run
