@@ -13,6 +13,8 @@ runs its CNN once per batch); emotion crops go to ``EmotionBackend.predict`` as 
 
 from __future__ import annotations
 
+import os
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,4 +227,23 @@ def estimator_weights(names: dict[str, str], models_dir: str | Path | None = Non
     return out
 
 
-__all__ += ["ATTRIBUTE_KINDS", "EstimatorChoiceError", "estimator_weights", "resolve_estimators"]
+def synthface_weights_path(names: dict[str, str]) -> str | None:
+    """The synthface estimator file these estimators would load ($FACEGEN_SYNTHFACE_ESTIMATOR or the shipped
+    one), or None when none of them is synthface."""
+    if "synthface" not in names.values():
+        return None
+    from facegen.synthface.estimator import configured_weights_path
+
+    return str(configured_weights_path().resolve())
+
+
+def pin_synthface_weights(path: str) -> None:
+    """Make this process's synthface backends load `path` (an actor measures with the driver's choice)."""
+    from facegen.synthface.estimator import ESTIMATOR_ENV, configured_weights_path
+
+    if str(configured_weights_path().resolve()) != path:
+        os.environ[ESTIMATOR_ENV] = path
+
+
+__all__ += ["ATTRIBUTE_KINDS", "EstimatorChoiceError", "estimator_weights", "pin_synthface_weights", "resolve_estimators",
+            "synthface_weights_path"]

@@ -114,7 +114,6 @@ class BalanceResult:
 
 
 def _load(manifest_path: str | Path, model_override: str | None = None) -> tuple[Any, Path, str, Lock, VerifySettings]:
-    from facegen.analysis.measure import estimator_weights
     from facegen.manifest import load_manifest, resolve_model_dir
     from facegen.model.loading import model_hash
 
@@ -133,7 +132,7 @@ def _load(manifest_path: str | Path, model_override: str | None = None) -> tuple
         # under `auto` is a different dataset, never silently mixed into this one
         resolved["verify"]["estimators"] = verify.estimators()
         if verify.measures:
-            resolved["verify"]["estimator_weights"] = estimator_weights(verify.estimators(), verify.models_dir)
+            resolved["verify"]["estimator_weights"] = verify.estimator_weights
         resolved["verify"].pop("models_dir", None)
     lock = Lock.create(
         resolved,

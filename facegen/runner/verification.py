@@ -9,7 +9,6 @@ each generation actor runs on every decoded batch (same process, no second pass 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,8 @@ class VerifySettings:
     #: the synthface estimator file the driver resolved ($FACEGEN_SYNTHFACE_ESTIMATOR or the shipped one):
     #: actors measure with exactly it, wherever their environment points
     synthface_weights: str | None = None
+    #: per attribute, the weight files its estimator loads (name + sha256): recorded in the run's lock
+    estimator_weights: dict[str, list[dict[str, str]]] | None = None
 
     @property
     def measures(self) -> bool:
@@ -89,7 +90,7 @@ def resolve_verify(manifest: Any, model_dir: Path) -> VerifySettings:
     """The manifest's `verify:` with `auto` resolved and every estimator's weights present; a missing
     weight file or an `auto` that finds nothing for a checked tolerance is a one-line error naming the
     manifest line."""
-    from facegen.analysis.measure import EstimatorChoiceError, resolve_estimators
+    from facegen.analysis.measure import EstimatorChoiceError, estimator_weights, resolve_estimators, synthface_weights_path
 
     v = manifest.verify
     if v is None or v.mode == "off":
@@ -120,16 +121,9 @@ def resolve_verify(manifest: Any, model_dir: Path) -> VerifySettings:
         max_rounds=v.max_rounds,
         max_total_factor=v.max_total_factor,
         models_dir=str(models),
-        synthface_weights=_synthface_weights(names),
+        synthface_weights=synthface_weights_path(names),
+        estimator_weights=estimator_weights(names, models),
     )
-
-
-def _synthface_weights(names: dict[str, str]) -> str | None:
-    if "synthface" not in names.values():
-        return None
-    from facegen.synthface.estimator import configured_weights_path
-
-    return str(configured_weights_path().resolve())
 
 
 def unmeasured_columns() -> dict[str, Any]:
@@ -166,10 +160,9 @@ class LoopMeasurer:
 
         s = self.settings
         if s.synthface_weights:
-            from facegen.synthface.estimator import ESTIMATOR_ENV, configured_weights_path
+            from facegen.analysis.measure import pin_synthface_weights
 
-            if str(configured_weights_path().resolve()) != s.synthface_weights:
-                os.environ[ESTIMATOR_ENV] = s.synthface_weights  # an actor measures with the driver's choice
+            pin_synthface_weights(s.synthface_weights)
         self.estimators = Estimators.load(pose=s.pose, landmarks=s.landmarks, emotion=s.emotion, identity=s.identity, models_dir=s.models_dir)
 
     def measure(self, images: np.ndarray, rows: pa.Table) -> list[dict[str, Any]]:
