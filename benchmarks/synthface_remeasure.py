@@ -50,6 +50,11 @@ def measure_rows(work: Path, data: Path, rows: list[str]) -> dict:
     return out
 
 
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def _label(est: str) -> str:
     return "shipped" if est == "shipped" else Path(est).parent.name
 
@@ -93,20 +98,20 @@ def main() -> None:
         return
     missing = [r for r in args.rows if not (args.work / r / "labels.parquet").is_file()]
     if missing:
-        sys.exit(f"error: {args.work}: no stored dataset for {', '.join(missing)}; run the study first")
+        _fail(f"{args.work}: no stored dataset for {', '.join(missing)}; run the study first")
     results = {}
     for est in args.estimator:
         env = dict(os.environ)
         env.pop("FACEGEN_SYNTHFACE_ESTIMATOR", None)
         if est != "shipped":
             if not Path(est).is_file():
-                sys.exit(f"error: --estimator {est}: no such file")
+                _fail(f"--estimator {est}: no such file")
             env["FACEGEN_SYNTHFACE_ESTIMATOR"] = str(Path(est).resolve())
         cmd = [sys.executable, __file__, "--child", "--work", str(args.work), "--data", str(args.data), "--rows",
                *args.rows, "--estimator", est]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode:
-            sys.exit(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"child failed ({est})")
+            _fail(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"measuring with {est} failed")
         results[est] = json.loads(proc.stdout.strip().splitlines()[-1])
     for row in args.rows:
         print(f"\n{row} ({results[args.estimator[0]][row]['samples']} images)")

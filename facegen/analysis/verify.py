@@ -118,6 +118,10 @@ class VerifyConfig:
                 f.require(models)
         if identity == "none":
             raise FacegenError("verify needs an identity backend: arcface or dlib")
+        if "synthface" in (landmarks, identity, emotion):
+            from facegen.synthface.estimator import load_estimator
+
+            load_estimator()  # an unreadable estimator file fails here, in one line, before verify/ is written
         if self.max_pose_error <= 0:
             raise FacegenError("--max-pose-error must be > 0")
         return VerifyConfig(**{
@@ -286,18 +290,12 @@ def _ragged(table: pa.Table, column: str, width: int) -> np.ndarray:
 
 
 def _weights_fingerprint(config: VerifyConfig) -> str:
-    """The weight files the measuring backends load (name, size, mtime): other weights, other measurements,
-    so a re-run with another estimator re-measures instead of resuming from the old one's shards."""
-    models = Path(config.models_dir or ".")
-    parts = []
-    for kind, name in (("landmarks", config.landmark_backend), ("identity", config.identity_backend),
-                       ("emotion", config.emotion_backend)):
-        for f in backend_class(name, kind).model_files():
-            path = f.locate(models)
-            if path is not None:
-                st = path.stat()
-                parts.append(f"{kind}:{path.resolve()}:{st.st_size}:{int(st.st_mtime)}")
-    return "\n".join(parts) + "\n"
+    """The sha256 of the weight files the measuring backends load: other weights, other measurements, so a
+    re-run with another estimator re-measures instead of resuming from the old one's shards."""
+    from facegen.analysis.measure import estimator_weights
+
+    names = {"landmarks": config.landmark_backend, "identity": config.identity_backend, "emotion": config.emotion_backend}
+    return json.dumps(estimator_weights(names, config.models_dir), sort_keys=True) + "\n"
 
 
 def run_verify(config: VerifyConfig, distributor: Distributor | None = None, *, progress: bool = True) -> VerifyResult:

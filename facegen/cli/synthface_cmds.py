@@ -82,6 +82,9 @@ def train_estimator_cmd(
 
     if stem not in STEMS:
         raise FacegenError(f"must be one of {', '.join(STEMS)}", where="--stem")
+    for name, value, least in (("--steps", steps, 1), ("--batch-size", batch_size, 1), ("--width", width, 8)):
+        if value < least:
+            raise FacegenError(f"must be at least {least}", where=name)
     metrics = train_estimator(train, heldout, out, steps=steps, batch_size=batch_size, width=width, stem=stem,
                               soft_emotion=soft_emotion, seed=seed, threads=threads, log=lambda line: typer.echo(line))
     for key, value in asdict(metrics).items():

@@ -202,7 +202,14 @@ def load_estimator(path: str | None = None) -> EstimatorRunner:
     if not weights.is_file():
         where = f"{weights} (${ESTIMATOR_ENV})" if not path and os.environ.get(ESTIMATOR_ENV) else str(weights)
         raise FacegenError("synthface estimator weights missing; rebuild with `make synthface-estimator`", where=where)
-    return _load_estimator_file(str(weights.resolve()))
+    from safetensors import SafetensorError
+
+    try:
+        return _load_estimator_file(str(weights.resolve()))
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as exc:  # bad header, wrong shapes, bad JSON
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FacegenError(f"not a synthface estimator ({type(exc).__name__}: {first}); rebuild it with "
+                           "`make synthface-estimator` or point elsewhere", where=str(weights)) from None
 
 
 @lru_cache(maxsize=2)

@@ -129,3 +129,20 @@ def test_verify_remeasures_when_the_estimator_changes(generated, tmp_path, monke
     monkeypatch.delenv(ESTIMATOR_ENV)
     again = pq.read_table(run_verify(VerifyConfig(dataset=str(out)), progress=False).table_path)
     np.testing.assert_allclose(np.array(again.column("measured_emotion_probs").to_pylist()), np.array(before), atol=1e-6)
+
+
+def test_verify_with_a_missing_or_broken_estimator_is_one_line(generated, tmp_path, monkeypatch, capsys):
+    from facegen.cli.main import main
+    from facegen.synthface.estimator import ESTIMATOR_ENV
+
+    out, _ = generated
+    report = (out / "verify_report.json").read_bytes()
+    broken = tmp_path / "estimator.safetensors"
+    broken.write_bytes(b"junk")
+    for path, says in ((tmp_path / "nowhere.safetensors", ESTIMATOR_ENV), (broken, "not a synthface estimator")):
+        monkeypatch.setenv(ESTIMATOR_ENV, str(path))
+        capsys.readouterr()
+        assert main(["verify", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0] and str(path) in err[0], err
+        assert (out / "verify_report.json").read_bytes() == report  # nothing measured, nothing rewritten

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from facegen.cli.main import main
+from facegen.errors import FacegenError
 from facegen.synthface.estimator import (
     ESTIMATOR_ENV,
     INFO_FILE,
@@ -87,8 +88,18 @@ def test_bad_stem_and_missing_env_file_are_one_line_errors(renders, tmp_path, mo
     err = capsys.readouterr().err.strip()
     assert "--stem" in err and "Traceback" not in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+    assert main(["synthface", "train-estimator", "--train", str(renders / "a"), "--heldout",
+                 str(renders / "held"), "--out", str(tmp_path / "x"), "--width", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --width:") and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
 
-    from facegen.errors import FacegenError
+    corrupt = tmp_path / "corrupt" / "estimator.safetensors"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"not safetensors")
+    with pytest.raises(FacegenError, match="not a synthface estimator") as exc:
+        load_estimator(str(corrupt))
+    assert str(corrupt) in str(exc.value)
 
     monkeypatch.setenv(ESTIMATOR_ENV, str(tmp_path / "nowhere.safetensors"))
     with pytest.raises(FacegenError, match=ESTIMATOR_ENV):
