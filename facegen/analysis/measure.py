@@ -13,9 +13,8 @@ runs its CNN once per batch); emotion crops go to ``EmotionBackend.predict`` as 
 
 from __future__ import annotations
 
-import os
-
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -229,11 +228,12 @@ def estimator_weights(names: dict[str, str], models_dir: str | Path | None = Non
 
 def synthface_weights_path(names: dict[str, str]) -> str | None:
     """The synthface estimator file these estimators would load ($FACEGEN_SYNTHFACE_ESTIMATOR or the shipped
-    one), or None when none of them is synthface."""
+    one; checked readable), or None when none of them is synthface."""
     if "synthface" not in names.values():
         return None
-    from facegen.synthface.estimator import configured_weights_path
+    from facegen.synthface.estimator import configured_weights_path, load_estimator
 
+    load_estimator()  # an unreadable file is a one-line error on the driver, not a failure in every actor
     return str(configured_weights_path().resolve())
 
 

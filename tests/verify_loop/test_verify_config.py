@@ -176,3 +176,18 @@ def test_the_estimator_weights_are_part_of_the_run(tmp_path, monkeypatch):
 
     monkeypatch.delenv(ESTIMATOR_ENV)
     assert _load(path)[3].fingerprint == lock.fingerprint  # the same weights again: the same run
+
+
+def test_an_unreadable_synthface_estimator_stops_balance_before_anything_is_written(tmp_path, monkeypatch):
+    from facegen.errors import FacegenError
+    from facegen.synthface.estimator import ESTIMATOR_ENV
+
+    from .conftest import balance_in_process
+
+    broken = tmp_path / "estimator.safetensors"
+    broken.write_bytes(b"junk")
+    monkeypatch.setenv(ESTIMATOR_ENV, str(broken))
+    with pytest.raises(FacegenError, match="not a synthface estimator") as exc:
+        balance_in_process(write_manifest(tmp_path), tmp_path / "out")
+    assert str(broken) in str(exc.value)
+    assert not (tmp_path / "out").exists()
