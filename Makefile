@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.facegen-installed
 DEMO_OUT ?= out/demo
 
-.PHONY: venv demo test bench clean synthface-model synthface-estimator synthface-study
+.PHONY: venv demo test bench clean synthface-model synthface-estimator synthface-study synthface-pixel
 
 $(STAMP): pyproject.toml constraints.txt constraints-gpu.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP)
 # round 2's base ~1.1 h, round 3 ~45 min, round 4 ~15 min, round 5a ~70 min, round 5b ~1.6 h, estimator ~55 min; resumable; everything under runs/synthface/, which git ignores). CI never runs it.
 synthface-model: $(STAMP)
 	scripts/build_synthface_model.sh $(VENV)/bin/facegen
+
+# The pixel-space variant of the recipe (training/synthface/pixel/: fixed 2x resampling autoencoder, 32x32x3
+# latents; refiner, base, pretrain-lmk beside pretrain-emo, joint; ~2 h on 2 cores; resumable).
+synthface-pixel: $(STAMP)
+	scripts/build_synthface_pixel.sh $(VENV)/bin/facegen
 
 # Only the proxy estimator (the measuring instrument; ~55 min; synthface-model runs it too).
 synthface-estimator: $(STAMP)

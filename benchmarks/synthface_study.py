@@ -299,6 +299,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep rows already in the results .json (resume a study)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
     parser.add_argument("--note", default="", help="a paragraph printed under the title (e.g. the models' training state)")
+    parser.add_argument("--rows", default="", help="comma-separated Table 1 rows to run (e.g. 'joint,base only'; "
+                        "default: all); a row matches when its label starts with one of them")
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the existing .json")
     args = parser.parse_args()
     if args.render_only:
@@ -341,8 +343,9 @@ def main() -> None:
         previous = json.loads(args.out.with_suffix(".json").read_text())
         for key in ("table1", "diversity", "sweep", "intervals"):
             results[key].update(previous.get(key, {}))
+    wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
     for label, model in models.items() if args.part in ("all", "table1") else ():
-        if label in results["table1"]:
+        if label in results["table1"] or (wanted and not any(label.startswith(w) for w in wanted)):
             continue
         if not (model / "facegen.json").is_file():
             print(f"skip {label}: {model} missing")

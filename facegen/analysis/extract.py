@@ -204,13 +204,11 @@ def fingerprint(config: ExtractConfig, listing: pa.Table) -> str:
     h.update(json.dumps(relevant, sort_keys=True).encode())
     for col in ("key", "source", "identity"):
         h.update("\n".join(listing.column(col).to_pylist()).encode())
-    models = Path(config.models_dir or ".")
-    for kind, name in (("identity", config.identity_backend), ("emotion", config.emotion_backend)):
-        for f in backend_class(name, kind).model_files():
-            path = f.locate(models)
-            if path is not None:
-                st = path.stat()
-                h.update(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    # every backend's weight files by sha256 (the landmark one too: other landmark weights, other labels)
+    from facegen.analysis.measure import estimator_weights
+
+    names = {"landmarks": config.landmark_backend, "identity": config.identity_backend, "emotion": config.emotion_backend}
+    h.update(json.dumps(estimator_weights(names, config.models_dir), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 

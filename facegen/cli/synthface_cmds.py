@@ -46,11 +46,14 @@ def init_model(
     out: Path = typer.Option(..., "--out", help="Where to write the untrained synthface model folder."),
     seed: int = typer.Option(0, "--seed"),
     overwrite: bool = typer.Option(False, "--overwrite"),
+    autoencoder: str = typer.Option("kl4", "--autoencoder", help="'kl4': a learned 4x KL autoencoder "
+                                    "(64x64x3 -> 16x16x4, trained by `train vae`); 'resample2': fixed 2x "
+                                    "pixel-space latents (32x32x3) with a learned decoder refiner."),
 ) -> None:
     """Write the untrained synthface model (the first input of `make synthface-model`)."""
     from facegen.synthface.model import init_synthface_model
 
-    init_synthface_model(out, seed=seed, overwrite=overwrite)
+    init_synthface_model(out, seed=seed, overwrite=overwrite, autoencoder=autoencoder)
     typer.echo(f"wrote {out}")
 
 

@@ -22,7 +22,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from facegen.errors import FacegenError
 from facegen.model.attention import CrossAttentionLayer, cross_attention_layers
 from facegen.model.controls import EmotionControlModule, LandmarkControlModule
-from facegen.model.vae import vae_scale_factor
+from facegen.model.vae import build_autoencoder, vae_scale_factor
 from facegen.model.folder import quiet_transformers, staged_dir
 from facegen.model.identity import ID_PROMPT
 from facegen.model.pipeline import FaceCrafterPipeline
@@ -201,7 +201,7 @@ def init_model_from_configs(
         with seeded(seed):
             unet = UNet2DConditionModel(**unet_config)
         with seeded(seed + 1):
-            vae = AutoencoderKL(**vae_config)
+            vae = build_autoencoder(vae_config)
         with seeded(seed + 2):
             text_encoder = CLIPTextModel(clip_config)
         with seeded(seed + 3):

@@ -15,8 +15,9 @@ from typing import Union
 from diffusers import AsymmetricAutoencoderKL, AutoencoderKL
 
 from facegen.errors import FacegenError
+from facegen.model.resample import ResampleAutoencoder
 
-Autoencoder = Union[AutoencoderKL, AsymmetricAutoencoderKL]
+Autoencoder = Union[AutoencoderKL, AsymmetricAutoencoderKL, ResampleAutoencoder]
 #: Sub-modules that define the latent space (frozen when only the decoder trains).
 ENCODER_PARTS = ("encoder", "quant_conv")
 
@@ -33,7 +34,25 @@ def decoder_channels(vae: Autoencoder) -> list[int]:
 
 def vae_scale_factor(vae: Autoencoder) -> int:
     """Pixels per latent cell along one side (8 for SD1.5's VAE)."""
+    if isinstance(vae, ResampleAutoencoder):
+        return int(vae.config.factor)
     return 2 ** (len(encoder_channels(vae)) - 1)
+
+
+def build_autoencoder(config: dict) -> Autoencoder:
+    """An untrained autoencoder from a config dict: `ResampleAutoencoder` when it names a `factor`,
+    else `AutoencoderKL`."""
+    if "factor" in config:
+        return ResampleAutoencoder(**config)
+    return AutoencoderKL(**config)
+
+
+def _require_kl(vae: Autoencoder, field: str) -> None:
+    if isinstance(vae, ResampleAutoencoder):
+        raise FacegenError(
+            "this model's autoencoder is a fixed ResampleAutoencoder (pixel latents); only its refiner trains "
+            "(train_encoder: false), it has no KL decoder to replace", where=field,
+        )
 
 
 def _decoder_layers(vae: Autoencoder) -> int:
@@ -67,6 +86,7 @@ def with_wider_decoder(vae: Autoencoder, channels: list[int], layers_per_block: 
     widths (one per level, highest resolution first)."""
     import torch
 
+    _require_kl(vae, "decoder")
     if has_decoder(vae, channels, layers_per_block):
         return vae
     check_widths(vae.config, channels, "decoder.block_out_channels")
@@ -98,6 +118,7 @@ def fresh_autoencoder(like: Autoencoder, channels: list[int], layers_per_block: 
     diffusion model on top must be retrained."""
     import torch
 
+    _require_kl(like, "new_autoencoder")
     check_widths(like.config, channels, "new_autoencoder.block_out_channels")
     cfg = like.config
     groups = int(cfg.norm_num_groups)
@@ -114,6 +135,8 @@ def fresh_autoencoder(like: Autoencoder, channels: list[int], layers_per_block: 
 
 __all__ = [
     "Autoencoder",
+    "build_autoencoder",
+    "ResampleAutoencoder",
     "check_widths",
     "ENCODER_PARTS",
     "decoder_channels",

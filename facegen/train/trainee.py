@@ -112,6 +112,8 @@ class Trainee(nn.Module):
             if getattr(self.vae.decoder, "condition_encoder", None) is not None:
                 frozen.append("decoder.condition_encoder")  # AsymmetricAutoencoderKL's inpainting input: unused
             for path in frozen:
+                if not _has_submodule(self.vae, path):
+                    continue  # a ResampleAutoencoder's encoder has no parameters
                 part = self.vae.get_submodule(path)
                 part.requires_grad_(False)
                 part.eval()
@@ -245,3 +247,10 @@ class Trainee(nn.Module):
             kwargs["emo_tokens"] = self.emotion(batch.emotions)
             kwargs["emo_scale"] = batch.switches[:, 1]
         return kwargs
+
+
+def _has_submodule(module: nn.Module, path: str) -> bool:
+    try:
+        return module.get_submodule(path) is not None
+    except AttributeError:
+        return False

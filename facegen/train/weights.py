@@ -99,7 +99,10 @@ def export_model(
     if not_restored:
         raise FacegenError(f"checkpoint {checkpoint_dir} lacks trained parameters (e.g. {sorted(not_restored)[0]})")
     trainee.prepare_export()  # eq. 6's unconditional context: captured now (base) or kept from the input
-    if trainee.spec.objective == "autoencoder" and cfg.train_encoder:
+    from facegen.model.resample import ResampleAutoencoder
+
+    fixed_latents = isinstance(components.vae, ResampleAutoencoder)  # its scale is set once, at init
+    if trainee.spec.objective == "autoencoder" and cfg.train_encoder and not fixed_latents:
         calibrate_latent_scale(components, cfg)  # a frozen encoder keeps the scale its UNet was trained with
     history = list(components.info.source.get("training", []))
     history.append(

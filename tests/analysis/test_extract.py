@@ -182,3 +182,29 @@ def test_extract_writes_to_an_fsspec_url_like_a_folder(extracted, photo_folder, 
             assert root.read_bytes(f"shards/{name}") == (out_local / "shards" / name).read_bytes()
     finally:
         root.remove_tree("")
+
+
+def test_the_run_fingerprint_follows_every_backends_weights(tmp_path, monkeypatch):
+    """Other weights behind the same backend names are another run (extract re-reads instead of resuming
+    from shards labelled by the old weights), the landmark backend's included."""
+    import shutil
+
+    import pyarrow as pa
+
+    from facegen.analysis.extract import ExtractConfig, fingerprint
+    from facegen.synthface.estimator import shipped_weights_path
+
+    listing = pa.table({"key": ["a", "b"], "source": ["x/a.jpg", "x/b.jpg"], "identity": ["x", "x"]})
+    config = ExtractConfig(input=str(tmp_path), out=str(tmp_path / "out"), landmark_backend="synthface",
+                           identity_backend="none")
+    shipped = fingerprint(config, listing)
+    other = tmp_path / "estimator.safetensors"
+    shutil.copy(shipped_weights_path(), other)
+    monkeypatch.setenv("FACEGEN_SYNTHFACE_ESTIMATOR", str(other))
+    assert fingerprint(config, listing) == shipped  # same bytes elsewhere: same run
+    with open(other, "r+b") as f:  # one byte of the weights changes
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 1]))
+    assert fingerprint(config, listing) != shipped
