@@ -336,7 +336,7 @@ def main() -> None:
     models = {label: decoded(model, f"t1_{i}") for i, (label, model) in enumerate(models.items())}
     joint, joint_no_ad = decoded(runs / "joint" / "model", "joint"), decoded(runs / "joint_no_ad" / "model", "joint_no_ad")
     results: dict = {"settings": {"samples": args.samples, "sweep_samples": args.sweep_samples, "steps": args.steps,
-                                  "identities": 100}, "table1": {},
+                                  "identities": 100, "note": args.note}, "table1": {},
                      "diversity": {}, "sweep": {}, "intervals": {}}
     previous = {}
     if (args.reuse or args.part != "all") and args.out.with_suffix(".json").is_file():
