@@ -3,7 +3,7 @@
 Why (measured on synthface, `benchmarks/synthface_latent_cap.py`): a learned 4x KL autoencoder
 (64x64x3 -> 16x16x4) caps what a generated image can show at what its reconstructions show, and the
 synthface proxy reads only ~58% of emotions and ~64% of identities off those, while the same renders
-area-downsampled to 32x32 and upsampled again still read ~82% / ~96%. A UNet on 32x32x3 pixels costs
+area-downsampled to 32x32 and upsampled again still read ~82% / ~98%. A UNet on 32x32x3 pixels costs
 about twice a UNet on 16x16x4 latents per step, and nothing has to be learned to get there.
 
 Encoding is area downsampling (exact, deterministic: `latent_dist` has zero variance); decoding is

@@ -48,7 +48,7 @@ SYNTHFACE_VAE_CONFIG: dict[str, Any] = {
 # The pixel-space variant (`init-model --autoencoder resample2`): a fixed 2x resampling "autoencoder"
 # (facegen.model.resample: the latent is the image at 32x32x3, nothing learned) and a UNet over it with
 # cross-attention at 16x16 and 8x8, as above. Why: the learned 4x autoencoder caps emotion / identity at
-# ~58% / ~64% as read by the proxy estimator, 32-px pixels at ~82% / ~96%
+# ~58% / ~64% as read by the proxy estimator, 32-px pixels at ~82% / ~98%
 # (benchmarks/synthface_latent_cap.py); the UNet step costs ~2x.
 SYNTHFACE_PIXEL_UNET_CONFIG: dict[str, Any] = {
     **SYNTHFACE_UNET_CONFIG,

@@ -327,16 +327,28 @@ def check_autoencoder_widths(cfg: StageConfig) -> None:
 
     from facegen.model.vae import check_widths
 
-    for name in ("decoder", "new_autoencoder"):
-        shape = getattr(cfg, name)
-        if shape is None:
-            continue
-        config_file = Path(cfg.model) / "vae" / "config.json"
-        try:
-            vae_config = json.loads(config_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise FacegenError(f"cannot read the model's autoencoder config ({exc}); fix 'model'", where=str(config_file)) from None
-        check_widths(vae_config, shape.block_out_channels, f"{name}.block_out_channels")
+    from facegen.train.stages import stage_spec
+
+    wants_kl = [name for name in ("decoder", "new_autoencoder") if getattr(cfg, name) is not None]
+    trains_autoencoder = stage_spec(cfg.stage).objective == "autoencoder"
+    if not wants_kl and not trains_autoencoder:
+        return
+    config_file = Path(cfg.model) / "vae" / "config.json"
+    try:
+        vae_config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise FacegenError(f"cannot read the model's autoencoder config ({exc}); fix 'model'", where=str(config_file)) from None
+    if vae_config.get("_class_name") == "ResampleAutoencoder":
+        if wants_kl:
+            raise FacegenError("the model's autoencoder is a fixed ResampleAutoencoder (pixel latents): it has no KL "
+                               "decoder to replace; drop it", where=wants_kl[0])
+        if trains_autoencoder and not int(vae_config.get("refiner_channels", 0)):
+            raise FacegenError("the model's ResampleAutoencoder has no refiner (refiner_channels: 0): nothing to train; "
+                               "use a model made with a refiner (synthface init-model --autoencoder resample2)",
+                               where=str(config_file))
+        return
+    for name in wants_kl:
+        check_widths(vae_config, getattr(cfg, name).block_out_channels, f"{name}.block_out_channels")
 
 
 def check_resolution(cfg: StageConfig) -> None:
