@@ -66,10 +66,6 @@ class ResampleAutoencoder(ModelMixin, ConfigMixin):
             raise ValueError(f"factor must be >= 1 and divide sample_size ({sample_size}); got {factor}")
         self.decoder = ResidualRefiner(in_channels, refiner_channels, refiner_layers) if refiner_channels > 0 else None
 
-    @property
-    def latent_channels(self) -> int:
-        return int(self.config.in_channels)
-
     def encode(self, x: torch.Tensor, return_dict: bool = True):
         """(B, C, H, W) in [-1, 1] -> a zero-variance latent distribution over (B, C, H/f, W/f)."""
         f = int(self.config.factor)
