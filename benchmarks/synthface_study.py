@@ -41,12 +41,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLER_NAMES = {"dpmpp": "DPM++", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp-sde": "stochastic DPM++ (dpmpp-sde)"}
 
 MANIFEST = """\
 version: 1
 seed: {seed}
 model: {model}
-sampler: {{scheduler: dpmpp, steps: {steps}, guidance: {{id: {wid}, lmk: {wlmk}, emo: {wemo}}}, batch_size: 64{intervals}}}
+sampler: {{scheduler: {scheduler}, steps: {steps}, guidance: {{id: {wid}, lmk: {wlmk}, emo: {wemo}}}, batch_size: 64{intervals}}}
 output: {{samples_per_shard: {per_shard}, image_format: png, store_landmark_image: false}}
 identities: {{embeddings: {identities}}}
 images_per_identity: {per_identity}
@@ -155,7 +156,8 @@ def compose_pretrained(runs: Path, out: Path) -> Path:
 
 
 def generate_and_verify(model: Path, work: Path, name: str, identities: Path, bank: Path, *, samples: int, steps: int,
-                        controls: str, guidance=(2.5, 2.0, 2.0), seed: int = 0, intervals: dict | None = None) -> dict:
+                        controls: str, guidance=(2.5, 2.0, 2.0), seed: int = 0, intervals: dict | None = None,
+                        scheduler: str = "dpmpp") -> dict:
     from facegen.analysis.verify import VerifyConfig, run_verify
     from facegen.runner.balance import BalanceConfig, run_balance
 
@@ -163,7 +165,7 @@ def generate_and_verify(model: Path, work: Path, name: str, identities: Path, ba
     per_identity = max(1, -(-samples // 100))  # at least `samples` images
     manifest = work / f"{name}.yaml"
     manifest.write_text(MANIFEST.format(
-        seed=seed, model=model, steps=steps, wid=guidance[0], wlmk=guidance[1], wemo=guidance[2],
+        seed=seed, model=model, steps=steps, scheduler=scheduler, wid=guidance[0], wlmk=guidance[1], wemo=guidance[2],
         per_shard=256, identities=identities, per_identity=per_identity, bank=bank, controls=controls,
         intervals="" if intervals is None else f", guidance_intervals: {json.dumps(intervals)}",
     ))
@@ -293,6 +295,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--sweep-samples", type=int, default=256)
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--scheduler", default="dpmpp", help="the manifests' sampler (dpmpp, ddim, ddpm, dpmpp-sde)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "synthface.md")
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--sweep-weights", default="0,1,2,3,4", help="comma-separated wLMK / wEMO values")
@@ -336,7 +339,7 @@ def main() -> None:
     models = {label: decoded(model, f"t1_{i}") for i, (label, model) in enumerate(models.items())}
     joint, joint_no_ad = decoded(runs / "joint" / "model", "joint"), decoded(runs / "joint_no_ad" / "model", "joint_no_ad")
     results: dict = {"settings": {"samples": args.samples, "sweep_samples": args.sweep_samples, "steps": args.steps,
-                                  "identities": 100, "note": args.note}, "table1": {},
+                                  "scheduler": args.scheduler, "identities": 100, "note": args.note}, "table1": {},
                      "diversity": {}, "sweep": {}, "intervals": {}}
     previous = {}
     if (args.reuse or args.part != "all") and args.out.with_suffix(".json").is_file():
@@ -352,7 +355,7 @@ def main() -> None:
             continue
         slug = label.split(" (")[0].replace(" ", "_").replace("+", "_")
         run = generate_and_verify(model, work, f"t1_{slug}", identities, bank, samples=args.samples, steps=args.steps,
-                                  controls=all_controls)
+                                  controls=all_controls, scheduler=args.scheduler)
         results["table1"][label] = row_metrics(run, bank_truth)
         _save(args.out, results)
         print(label, json.dumps({k: v for k, v in results["table1"][label].items() if k != "per_control"}), flush=True)
@@ -362,7 +365,7 @@ def main() -> None:
         if (model / "facegen.json").is_file() and label not in results["diversity"]:
             slug = "div_ad" if "with" in label else "div_noad"
             run = generate_and_verify(model, work, slug, identities, bank, samples=args.samples, steps=args.steps,
-                                      controls="id")
+                                      controls="id", scheduler=args.scheduler)
             results["diversity"][label] = diversity(run)
             _save(args.out, results)
             print(label, results["diversity"][label], flush=True)
@@ -373,7 +376,8 @@ def main() -> None:
                     continue
                 g = (2.5, w, 2.0) if branch == "lmk" else (2.5, 2.0, w)
                 run = generate_and_verify(joint, work, f"sweep_{branch}_{w:g}", identities, bank,
-                                          samples=args.sweep_samples, steps=args.steps, controls=f"id+{branch}", guidance=g)
+                                          samples=args.sweep_samples, steps=args.steps, controls=f"id+{branch}", guidance=g,
+                                          scheduler=args.scheduler)
                 r = row_metrics(run, bank_truth)
                 results["sweep"][f"w{branch.upper()}={w:g}"] = r
                 _save(args.out, results)
@@ -408,7 +412,7 @@ def measure_intervals(model: Path, work: Path, identities: Path, bank: Path, ban
                 continue
             slug = f"int_{name.split()[0].replace('-', '_')}_{steps}"
             run = generate_and_verify(model, work, slug, identities, bank, samples=args.sweep_samples, steps=steps,
-                                      controls=all_controls, intervals=intervals)
+                                      controls=all_controls, intervals=intervals, scheduler=args.scheduler)
             r = row_metrics(run, bank_truth)
             r["rows_per_image"] = rows_per_image(model, [intervals], steps)[0]
             results["intervals"][label] = r
@@ -449,7 +453,7 @@ def render_markdown(results: dict, runs: Path) -> str:
         "# synthface study: FaceCrafter's Tables 1-3, measured on a domain with known truth",
         "",
         f"Written by `benchmarks/synthface_study.py`. Each row: {n_row} images of {s['identities']} held-out",
-        f"identities, {s['steps']} DPM++ steps, default guidance (wID 2.5, wLMK 2.0, wEMO 2.0), generated with",
+        f"identities, {s['steps']} {SAMPLER_NAMES.get(s.get('scheduler', 'dpmpp'), s.get('scheduler'))} steps, default guidance (wID 2.5, wLMK 2.0, wEMO 2.0), generated with",
         "`facegen balance` and measured with `facegen verify` (synthface proxy estimator). Targets: yaw U(-60, 60),",
         "pitch U(-30, 30), roll U(-25, 25), 8 emotions uniform, landmark expressions from held-out exemplars of",
         "the target class. Chance emotion accuracy is 12.5%; identity rank-1 is among the 100 held-out identities,",

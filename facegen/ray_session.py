@@ -88,6 +88,23 @@ def _quiet_ray_notices() -> None:
         logger.addFilter(_DropAuthNotice())
 
 
+def ray_has_dashboard() -> bool:
+    """False when this process started the connected Ray itself without a dashboard (facegen's private
+    instances, a test fixture's); True otherwise (a cluster's Ray, or one this cannot tell about): the
+    dashboard serves Ray's state API. (The dashboard's address in Ray's internal KV cannot tell: a
+    dashboard-less instance registers one too.)"""
+    try:
+        import ray
+        from ray._private import worker
+
+        node = getattr(worker, "_global_node", None)
+        if not ray.is_initialized() or node is None or not getattr(node, "head", False):
+            return True
+        return getattr(node._ray_params, "include_dashboard", None) is not False
+    except (ImportError, AttributeError):  # pragma: no cover - another Ray layout
+        return True
+
+
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     sys.exit(signum)
 
@@ -114,4 +131,4 @@ def connect_ray(address: str | None = None, *, num_cpus: int | None = None, quie
     return True
 
 
-__all__ = ["LOCAL", "connect_ray", "ray_init_kwargs", "signals_deferred"]
+__all__ = ["LOCAL", "connect_ray", "ray_has_dashboard", "ray_init_kwargs", "signals_deferred"]

@@ -100,7 +100,7 @@ def generate(
     num_images: int = typer.Option(4, "--num-images", "-n", min=1, help="Number of images (one seed each)."),
     seed: int = typer.Option(0, "--seed", help="First seed; image i uses seed + i."),
     steps: int | None = typer.Option(None, "--steps", help="Denoising steps (default: the model's, 25)."),
-    scheduler: str | None = typer.Option(None, "--scheduler", help="dpmpp (default), ddim or ddpm."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="dpmpp (default), ddim, ddpm or dpmpp-sde (stochastic DPM++)."),
     w_id: float = typer.Option(2.5, "--w-id", help="Identity guidance weight (eq. 6)."),
     w_lmk: float = typer.Option(2.0, "--w-lmk", help="Landmark guidance weight (eq. 6)."),
     w_emo: float = typer.Option(2.0, "--w-emo", help="Emotion guidance weight (eq. 6)."),

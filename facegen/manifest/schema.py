@@ -126,7 +126,7 @@ class GuidanceIntervals(StrictModel):
 
 
 class Sampler(StrictModel):
-    scheduler: Literal["dpmpp", "ddim", "ddpm"] = "dpmpp"
+    scheduler: Literal["dpmpp", "ddim", "ddpm", "dpmpp-sde"] = "dpmpp"
     steps: int = Field(25, ge=1, le=1000)
     guidance: Guidance = Field(default_factory=Guidance)
     #: null = every eq.-6 delta at every step. Left out of model_dump while null, so manifests without

@@ -5,7 +5,7 @@ Parts (one job each):
   controls.py   `LandmarkControlModule` (CNN), `EmotionControlModule` (MLP); each owns its per-layer K/V
   attention.py  `FaceCrafterAttnProcessor` (eq. 1, per-sample a_LMK / a_EMO), `record_attention(unet)`
   guidance.py   eq. 6 over one batched UNet output: `GuidanceWeights`, `BranchPlan`, `combine_guidance`
-  schedulers.py the one table of sampler names (dpmpp, ddim, ddpm) -> diffusers schedulers
+  schedulers.py the one table of sampler names (dpmpp, ddim, ddpm, dpmpp-sde) -> diffusers schedulers
   pipeline.py   `FaceCrafterPipeline(DiffusionPipeline)` (batched eq. 6, per-sample generators)
   folder.py     model folder layouts, `ModelInfo`, `read_model_info`, `model_hash`
   legacy.py     layout-1 folders (`facegen.json` format 1) as pipeline arguments

@@ -68,7 +68,7 @@ class ModelInfo(BaseModel):
     landmark_image_size: int = Field(gt=0)
     id_prompt: str = ID_PROMPT
     id_token: str = ID_TOKEN
-    default_scheduler: Literal["dpmpp", "ddim", "ddpm"] | None = "dpmpp"  # layout 1 only
+    default_scheduler: Literal["dpmpp", "ddim", "ddpm", "dpmpp-sde"] | None = "dpmpp"  # layout 1 only
     default_steps: int = Field(25, gt=0)
     guidance: GuidanceDefaults = Field(default_factory=GuidanceDefaults)
     source: dict[str, Any] = Field(default_factory=dict)

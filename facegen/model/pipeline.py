@@ -345,7 +345,7 @@ class FaceCrafterPipeline(DiffusionPipeline):
         `use_lmk` / `use_emo` flag is set (default: all, when given). Defaults for steps, guidance and size
         come from the config. `generator`: one, or a list with one per sample; `seeds` is shorthand for a
         list of `torch.Generator("cpu").manual_seed(s)`. `scheduler`: a facegen sampler name (dpmpp, ddim,
-        ddpm) for this call only, built from `self.scheduler.config`; `progress` overrides the progress
+        ddpm, dpmpp-sde) for this call only, built from `self.scheduler.config`; `progress` overrides the progress
         bar config for this call. `guidance_intervals` (a :class:`GuidanceIntervals` or a mapping like
         `{"unit": "fraction", "lmk": [0.0, 0.6]}`; None = every delta at every step, i.e. eq. 6): outside
         a branch's interval its delta is not computed and its rows leave the batched UNet call (see

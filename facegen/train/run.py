@@ -34,17 +34,44 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     ray.init(**kwargs)
 
 
-def build_trainer(cfg: StageConfig):
-    """The `TorchTrainer` for a stage (same run name + storage path = resume)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+def trainer_class(has_dashboard: bool) -> type:
+    """`TorchTrainer`, or for a Ray without a dashboard (facegen's private local instances) a subclass
+    without Ray Train's placement-group cleaner. That cleaner polls the state API, which the dashboard
+    serves, once a second; without one of its own it finds none (a warning per poll, thousands per run)
+    or, worse, the newest Ray instance on the machine: once another instance with a dashboard starts, it
+    does not find its controller there, takes it for dead and removes the run's placement group, killing
+    a healthy run. A private instance ends with its driver anyway."""
     from ray.train.torch import TorchTrainer
+
+    if has_dashboard:
+        return TorchTrainer
+    try:
+        from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    except ImportError:  # another Ray layout: keep its defaults
+        return TorchTrainer
+
+    class PrivateRayTorchTrainer(TorchTrainer):
+        def _create_default_callbacks(self):  # type: ignore[no-untyped-def]
+            callbacks = super()._create_default_callbacks()
+            return [cb for cb in callbacks if not isinstance(cb, PlacementGroupCleanerCallback)]
+
+    return PrivateRayTorchTrainer
+
+
+def build_trainer(cfg: StageConfig, *, has_dashboard: bool | None = None):
+    """The `TorchTrainer` for a stage (same run name + storage path = resume); `has_dashboard` (default:
+    whether the connected Ray registered one, `ray_has_dashboard`) picks `trainer_class`."""
+    from facegen.ray_session import ray_has_dashboard
+
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 
     from facegen.train.loop import train_loop
 
     resources = {"CPU": cfg.ray.cpus_per_worker}
     if cfg.ray.use_gpu:
         resources["GPU"] = 1
-    return TorchTrainer(
+    trainer = trainer_class(ray_has_dashboard() if has_dashboard is None else has_dashboard)
+    return trainer(
         train_loop,
         train_loop_config={"config": cfg.model_dump(mode="json")},
         scaling_config=ScalingConfig(

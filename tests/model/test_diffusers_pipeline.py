@@ -165,13 +165,13 @@ def test_any_diffusers_scheduler_swaps_in(tiny_model_dir: Path, tmp_path: Path, 
 
 
 def test_scheduler_names_go_through_one_table(tiny_pipe):
-    assert list(SCHEDULER_TABLE) == ["dpmpp", "ddim", "ddpm"]
+    assert list(SCHEDULER_TABLE) == ["dpmpp", "ddim", "ddpm", "dpmpp-sde"]
     made = scheduler_from_name("ddim", tiny_pipe.scheduler.config)
     # the reloaded DPM++ config hands DDIM the trained schedule, not DPM++'s own defaults
     assert type(made) is DDIMScheduler and made.config.timestep_spacing == "leading" and made.config.steps_offset == 1
     assert made.config.clip_sample is False and made.config.set_alpha_to_one is False
     assert scheduler_from_name("ddpm", tiny_pipe.scheduler.config).config.variance_type == "fixed_small"
-    with pytest.raises(FacegenError, match="unknown scheduler 'euler'; choose one of dpmpp, ddim, ddpm"):
+    with pytest.raises(FacegenError, match="unknown scheduler 'euler'; choose one of dpmpp, ddim, ddpm, dpmpp-sde"):
         scheduler_from_name("euler", tiny_pipe.scheduler.config)
 
 

@@ -92,7 +92,7 @@ def _old_eq6_latents(pipe, cond, steps, scheduler_name):
     return latents
 
 
-@pytest.mark.parametrize("scheduler", ["dpmpp", "ddpm"])
+@pytest.mark.parametrize("scheduler", ["dpmpp", "ddpm", "dpmpp-sde"])
 def test_full_intervals_are_todays_eq6_bit_for_bit(tiny_pipe, conditions, scheduler):
     pipe = tiny_pipe
     cond = conditions(len(SEEDS), pipe.landmark_image_size, seed=21)

@@ -67,7 +67,7 @@ def test_unet_called_once_per_step(tiny_pipe, conditions, monkeypatch):
     assert calls == [8, 8]
 
 
-@pytest.mark.parametrize("scheduler", ["dpmpp", "ddpm"])
+@pytest.mark.parametrize("scheduler", ["dpmpp", "ddpm", "dpmpp-sde"])
 def test_image_depends_only_on_its_own_seed_and_conditions(tiny_pipe, conditions, scheduler):
     pipe = tiny_pipe
     others = conditions(4, pipe.landmark_image_size, seed=7)

@@ -187,3 +187,22 @@ def test_killed_joint_run_resumes_from_its_checkpoint(tiny_model_dir, extracted_
     rows = read_metrics(out)
     assert [r["step"] for r in rows] == list(range(1, 41))  # no gap, no duplicate after the resume
     assert rows[-1]["cursor"] == 40 * cfg.items_per_batch
+
+
+def test_trainer_without_a_dashboard_has_no_placement_group_cleaner(tiny_model_dir, extracted_dir, ray_local, tmp_path):
+    # Without a dashboard the cleaner polls a state API that is not there (a warning a second) or another
+    # Ray instance's, where it takes the healthy controller for dead and removes the run's placement group.
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    from facegen.ray_session import ray_has_dashboard
+    from facegen.train.run import build_trainer
+
+    assert not ray_has_dashboard()  # the test session's Ray, like facegen's private ones, has none
+    cfg = stage_config_from_dict(tiny_config("pretrain-emo", extracted_dir, tiny_model_dir, tmp_path / "run"), "pretrain-emo")
+    kinds = {}
+    for has_dashboard in (None, True):  # None: ask the connected Ray
+        callbacks = build_trainer(cfg, has_dashboard=has_dashboard)._create_default_callbacks()
+        kinds[has_dashboard] = [type(cb) for cb in callbacks]
+    assert PlacementGroupCleanerCallback not in kinds[None]
+    assert PlacementGroupCleanerCallback in kinds[True]  # a Ray with a dashboard keeps Ray Train's defaults
+    assert len(kinds[None]) == len(kinds[True]) - 1
