@@ -60,10 +60,10 @@ def trainer_class(has_dashboard: bool) -> type:
 
 def build_trainer(cfg: StageConfig, *, has_dashboard: bool | None = None):
     """The `TorchTrainer` for a stage (same run name + storage path = resume); `has_dashboard` (default:
-    whether the connected Ray registered one, `ray_has_dashboard`) picks `trainer_class`."""
-    from facegen.ray_session import ray_has_dashboard
-
+    whether the connected Ray has one, `ray_has_dashboard`) picks `trainer_class`."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+
+    from facegen.ray_session import ray_has_dashboard
 
     from facegen.train.loop import train_loop
 
