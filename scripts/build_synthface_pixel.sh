@@ -24,3 +24,12 @@ $FACEGEN train joint --config $P/joint.yaml
 # then the joint stage again on it, continuing the first run's control modules.
 $FACEGEN train base --config $P/base2.yaml
 $FACEGEN train joint --config $P/joint2.yaml
+# Round 3 (training/synthface/pixel/reward.yaml, reward2.yaml): the joint stage with a consistency reward
+# (facegen/train/reward.py). Its reward estimator is trained apart from the shipped measuring estimator:
+# 96,000 renders of 24,000 other identities, another seed, 2,500 steps (~14 min render + ~14 min train).
+$FACEGEN synthface render --n 96000 --identities 24000 --identity-start 300000 --seed 33 --images-per-shard 2000 --out "$R/data/reward_train"
+$FACEGEN synthface render --heldout --n 2000 --identities 100 --seed 1 --images-per-shard 1000 --workers 0 --out "$R/data/heldout"
+$FACEGEN synthface train-estimator --train "$R/data/reward_train" --heldout "$R/data/heldout" \
+  --out "$R/reward_estimator" --steps 2500 --width 48 --stem full --soft-emotion --seed 5 --threads 2
+$FACEGEN train joint --config $P/reward.yaml
+$FACEGEN train joint --config $P/reward2.yaml

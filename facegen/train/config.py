@@ -48,6 +48,29 @@ class DecoderConfig(_Strict):
         return v
 
 
+class RewardConfig(_Strict):
+    """Consistency reward (`facegen.train.reward`): a frozen synthface estimator reads the decoded one-step
+    clean prediction; its disagreement with the conditions is added to the loss."""
+
+    estimator: str = Field(description="synthface estimator weights (.safetensors, a `train-estimator --out` folder's); "
+                           "use one trained apart from the estimator that measures the model")
+    emotion: float = Field(0.1, ge=0, description="weight of the emotion cross-entropy (rows with lmk or emo on)")
+    pose: float = Field(0.1, ge=0, description="weight of the pose MSE in units of 30 degrees (rows with lmk on)")
+    identity: float = Field(0.0, ge=0, description="weight of 1 - cos(measured identity embedding, ID condition)")
+    timestep_range: tuple[float, float] = Field(
+        (0.0, 1.0), description="only rows whose timestep lies in this fraction of the schedule are rewarded"
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> RewardConfig:
+        lo, hi = self.timestep_range
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"reward.timestep_range must satisfy 0 <= low < high <= 1; got [{lo}, {hi}]")
+        if not (self.emotion or self.pose or self.identity):
+            raise ValueError("every reward weight is 0; set one of emotion / pose / identity or drop `reward`")
+        return self
+
+
 class RayConfig(_Strict):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
@@ -151,6 +174,9 @@ class StageConfig(_Strict):
     init_landmark: str | None = Field(None, description="model folder whose landmark/ replaces the input's (joint)")
     init_emotion: str | None = Field(None, description="model folder whose emotion/ replaces the input's (joint)")
     overfit_batches: int = Field(0, ge=0, description="debug: cycle the first N batches with fixed noise (0 = off)")
+    reward: RewardConfig | None = Field(
+        None, description="diffusion stages: add a consistency reward measured by a frozen estimator (null = eq. 4/5 only)"
+    )
     pairing: PairingConfig = PairingConfig()
     mixed: MixedConditioningConfig = MixedConditioningConfig()
     ray: RayConfig = RayConfig()
@@ -182,6 +208,8 @@ class StageConfig(_Strict):
             raise ValueError("x0_weight_cap applies to x0_weighting; set x0_weighting: true or drop the cap")
         if self.x0_weighting and self.snr_gamma is not None:
             raise ValueError("x0_weighting and snr_gamma are two loss weightings; set one of them")
+        if self.reward is not None and stage_spec(self.stage).objective != "diffusion":
+            raise ValueError(f"reward applies to the diffusion stages; drop it from the {self.stage} config")
         if stage_spec(self.stage).objective != "autoencoder":
             for name, default in (("train_encoder", True), ("reconstruction_loss", "mse"), ("decoder", None),
                                   ("new_autoencoder", None)):
@@ -279,6 +307,8 @@ def stage_config_from_dict(
     for key in ("init_landmark", "init_emotion"):
         if getattr(cfg, key) is not None:
             updates[key] = _absolute(getattr(cfg, key), base)
+    if cfg.reward is not None:
+        updates["reward"] = cfg.reward.model_copy(update={"estimator": _absolute(cfg.reward.estimator, base)})
     if cfg.run.storage_path is not None:
         updates["run"] = cfg.run.model_copy(update={"storage_path": _absolute(cfg.run.storage_path, base)})
     return cfg.model_copy(update=updates)
@@ -306,6 +336,9 @@ def check_inputs(cfg: StageConfig) -> None:
                 f"{key}: {getattr(cfg, key)!r} must be a folder every worker can read (local or shared file system); "
                 "only run.storage_path may be s3://"
             )
+    if cfg.reward is not None and not Path(cfg.reward.estimator).is_file():
+        raise FacegenError(f"reward.estimator: {cfg.reward.estimator!r} not found; train one with "
+                           "`facegen synthface train-estimator` or fix the path")
     data = Path(cfg.data)
     if not (data / "labels.parquet").is_file():
         raise FacegenError(f"data folder {cfg.data!r} has no labels.parquet; run `facegen extract` first or fix 'data'")

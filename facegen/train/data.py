@@ -168,19 +168,20 @@ class TrainBatch:
     emotions: torch.Tensor  # (B, 10): valence, arousal, 8 probs of the target
     face_masks: torch.Tensor  # (B, R, R) float {0, 1} from the target's landmarks
     positions: list[int]
+    poses: torch.Tensor | None = None  # (B, 3) the target's yaw, pitch, roll in degrees (consistency reward)
+
+    _TENSORS = ("images", "id_embeds", "landmark_images", "emotions", "face_masks", "poses")
+
+    def _map(self, fn, positions: list[int]) -> TrainBatch:
+        tensors = {k: None if getattr(self, k) is None else fn(getattr(self, k)) for k in self._TENSORS}
+        return TrainBatch(**tensors, positions=positions)
 
     def to(self, device: torch.device | str) -> TrainBatch:
-        return TrainBatch(
-            *(t.to(device) for t in (self.images, self.id_embeds, self.landmark_images, self.emotions, self.face_masks)),
-            positions=self.positions,
-        )
+        return self._map(lambda t: t.to(device), self.positions)
 
     def repeat_interleave(self, n: int) -> TrainBatch:
         """Each item replicated `n` times in a row (intra-batch mixed conditioning)."""
-        return TrainBatch(
-            *(t.repeat_interleave(n, dim=0) for t in (self.images, self.id_embeds, self.landmark_images, self.emotions, self.face_masks)),
-            positions=[p for p in self.positions for _ in range(n)],
-        )
+        return self._map(lambda t: t.repeat_interleave(n, dim=0), [p for p in self.positions for _ in range(n)])
 
 
 def crop_size(images: TarImages, key: str) -> int:
@@ -241,6 +242,7 @@ class SampleBuilder:
         self.emotions = np.concatenate(
             [labels.frame[["valence", "arousal"]].to_numpy(np.float32), labels.emotion_probs], axis=1
         ).reshape(-1, EMOTION_VECTOR_DIM)
+        self.poses = labels.frame[["yaw", "pitch", "roll"]].to_numpy(np.float32)
         self.images = images
         missing = [k for k in self.keys if k not in images]
         if missing:
@@ -266,6 +268,7 @@ class SampleBuilder:
             emotions=torch.from_numpy(self.emotions[targets].copy()),
             face_masks=torch.from_numpy(masks),
             positions=[d.position for d in drawn],
+            poses=torch.from_numpy(self.poses[targets].copy()),
         )
 
     def target_image(self, row: int) -> Image.Image:

@@ -44,8 +44,10 @@ from facegen.train.ema import ParameterEMA
 from facegen.train.losses import SETTING_NAMES, draw_switches, setting_counts
 from facegen.train.stages import stage_spec
 
+#: The losses a step reports (summed into `loss`; `reward_loss` is 0 without a consistency reward).
+LOSS_TERMS = ("loss", "diffusion_loss", "ad_loss", "reward_loss", "reward_emotion", "reward_pose", "reward_identity")
 METRIC_COLUMNS = (
-    "step", "loss", "diffusion_loss", "ad_loss", "lr", "images_per_s", "step_time_s", "epoch", "cursor",
+    "step", "loss", "diffusion_loss", "ad_loss", "reward_loss", "reward_emotion", "reward_pose", "reward_identity", "lr", "images_per_s", "step_time_s", "epoch", "cursor",
     *(f"n_{name.replace('+', '_')}" for name in SETTING_NAMES),
 )
 
@@ -201,7 +203,7 @@ class StageModel:
             snr_gamma=cfg.snr_gamma, x0_weighting=cfg.x0_weighting,
             x0_weight_cap=cfg.x0_weight_cap, background_weight=cfg.background_weight,
             timestep_range=cfg.timestep_range, train_encoder=cfg.train_encoder,
-            reconstruction_loss=cfg.reconstruction_loss,
+            reconstruction_loss=cfg.reconstruction_loss, reward=cfg.reward,
         )
         self.state = self._restore_weights(cfg, ckpt_dir)
         self.trainee.to(session.device)
@@ -312,6 +314,7 @@ class StageData:
             face_masks=batch.face_masks.to(device),
             switches=switches.to(device),
             groups=torch.arange(items).repeat_interleave(cfg.replicas).to(device),
+            poses=batch.poses.to(device) if batch.poses is not None else None,
         )
         return inputs, gen, setting_counts(switches)
 
@@ -358,11 +361,11 @@ class StageRun:
         cfg, device = self.cfg, self.session.device
         t0 = time.perf_counter()
         self.model.set_learning_rate(cfg, step)
-        totals, counts = torch.zeros(3), dict.fromkeys(SETTING_NAMES, 0)
+        totals, counts = torch.zeros(len(LOSS_TERMS)), dict.fromkeys(SETTING_NAMES, 0)
         for micro in range(cfg.grad_accum):
             inputs, gen, micro_counts = self.data.micro_batch(step, micro, device)
             out = self.forward_backward(inputs, gen, last=micro == cfg.grad_accum - 1)
-            totals += torch.stack([out[k].detach().float().cpu() for k in ("loss", "diffusion_loss", "ad_loss")])
+            totals += torch.stack([out[k].detach().float().cpu() if k in out else torch.zeros(()) for k in LOSS_TERMS])
             counts = {k: counts[k] + micro_counts[k] for k in counts}
         self.model.optimizer_step(cfg, step)
         totals = _all_mean(totals / cfg.grad_accum, device)
@@ -393,6 +396,7 @@ class StageRun:
             "loss": float(totals[0]),
             "diffusion_loss": float(totals[1]),
             "ad_loss": float(totals[2]),
+            **{k: float(v) for k, v in zip(LOSS_TERMS[3:], totals[3:])},
             "lr": self.model.optimizer.param_groups[0]["lr"],
             "images_per_s": cfg.batch_size * cfg.grad_accum * self.session.world / seconds,
             "step_time_s": seconds,

@@ -23,6 +23,7 @@ from facegen.model.attention import record_attention
 from facegen.model.loading import FaceCrafterComponents
 from facegen.model.vae import ENCODER_PARTS
 from facegen.train.losses import attention_disentanglement_loss
+from facegen.train.reward import ConsistencyReward
 
 from facegen.train.stages import STAGE_SPECS, stage_spec
 
@@ -42,6 +43,7 @@ class StepInputs:
     face_masks: torch.Tensor  # (B, R, R) {0, 1}
     switches: torch.Tensor  # (B, 2): a_LMK, a_EMO
     groups: torch.Tensor  # (B,) item index
+    poses: torch.Tensor | None = None  # (B, 3) target yaw, pitch, roll in degrees (the consistency reward's)
 
 
 class Trainee(nn.Module):
@@ -62,6 +64,7 @@ class Trainee(nn.Module):
         timestep_range: tuple[float, float] = (0.0, 1.0),
         train_encoder: bool = True,
         reconstruction_loss: str = "mse",
+        reward=None,
     ) -> None:
         super().__init__()
         # Control modules first: their parameters are reached through the UNet's processors too.
@@ -83,6 +86,12 @@ class Trainee(nn.Module):
         self.train_encoder = train_encoder
         self.reconstruction_loss = reconstruction_loss
         self.noise_scheduler = DDPMScheduler.from_config(components.scheduler_config)
+        self.reward_range = (0.0, 1.0)
+        self.reward: ConsistencyReward | None = None
+        if reward is not None:  # a RewardConfig
+            self.reward = ConsistencyReward(reward.estimator, emotion=reward.emotion, pose=reward.pose,
+                                            identity=reward.identity)
+            self.reward_range = tuple(reward.timestep_range)
         self.latent_scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
         self.set_trainable()
         if not self.spec.condition_dropout and self.identity_encoder.uncond_context is None:
@@ -159,7 +168,33 @@ class Trainee(nn.Module):
             ad = pred.new_zeros((), dtype=torch.float32)
         diffusion = self.denoising_loss(pred, target, timesteps, self.latent_weights(batch.face_masks, pred))
         loss = diffusion + self.lambda_ad * ad
-        return {"loss": loss, "diffusion_loss": diffusion.detach(), "ad_loss": ad.detach()}
+        out = {"diffusion_loss": diffusion.detach(), "ad_loss": ad.detach()}
+        if self.reward is not None:
+            reward, parts = self.reward_loss(noisy, pred, timesteps, batch)
+            loss = loss + reward
+            out.update(reward_loss=reward.detach(), **{f"reward_{k}": v for k, v in parts.items()})
+        return {"loss": loss, **out}
+
+    def clean_prediction(self, noisy: torch.Tensor, pred: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The one-step estimate of the clean latent, x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) (or from v)."""
+        abar = self.noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float().view(-1, 1, 1, 1)
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            return abar.sqrt() * noisy.float() - (1 - abar).sqrt() * pred.float()
+        return (noisy.float() - (1 - abar).sqrt() * pred.float()) / abar.sqrt()
+
+    def reward_loss(
+        self, noisy: torch.Tensor, pred: torch.Tensor, timesteps: torch.Tensor, batch: StepInputs
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The consistency reward (`facegen.train.reward`) on the rows whose timestep is in the reward's range."""
+        num_t = self.noise_scheduler.config.num_train_timesteps
+        low, high = (round(f * num_t) for f in self.reward_range)
+        rows = (timesteps >= low) & (timesteps < max(high, low + 1))
+        if not bool(rows.any()):
+            return pred.float().sum() * 0.0, {}
+        x0 = self.clean_prediction(noisy[rows], pred[rows], timesteps[rows])
+        images = self.vae.decode((x0 / self.latent_scale).to(self.vae.dtype)).sample
+        poses = batch.poses[rows] if batch.poses is not None else None
+        return self.reward(images, batch.emotions[rows], poses, batch.id_embeds[rows], batch.switches[rows])
 
     def latent_weights(self, face_masks: torch.Tensor, pred: torch.Tensor) -> torch.Tensor | None:
         """(B, 1, h, w) per-cell loss weights: 1 on the face, `background_weight` off it (None when 1)."""

@@ -13,6 +13,8 @@ import pytest
 import torch
 import yaml
 
+from facegen.synthface.estimator import shipped_weights_path
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +31,7 @@ def stage_config(tmp: Path, name: str, **changes) -> Path:
     raw["ray"] = {"num_workers": 1, "use_gpu": False, "cpus_per_worker": 1}
     if "mixed" in raw:
         raw["mixed"] = {"replicas": 2}
-    path = tmp / f"{name}.yaml"
+    path = tmp / f"{name.replace('/', '_')}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -79,11 +81,15 @@ def test_recipe_runs_end_to_end_on_a_few_steps(tmp_path):
     assert all(torch.equal(unet[k], v) for k, v in before.unet.state_dict().items())
 
 
+def _reward_section() -> dict:
+    return yaml.safe_load((REPO / "training" / "synthface" / "pixel" / "reward.yaml").read_text())["reward"]
+
+
 def test_pixel_space_recipe_runs_end_to_end_and_generates(tmp_path):
     """The `--autoencoder resample2` variant: no KL autoencoder to train (latents are 32x32x3 pixels);
     base, then the decoder refiner alone (`train vae` with `train_encoder: false`); the latent scale and
-    the UNet stay put, and the result generates 64-px images. (The control stages do not depend on the
-    autoencoder; the test above runs them.)"""
+    the UNet stay put, and the result generates 64-px images; then the joint stage with the consistency reward
+    (round 3). (The other control stages do not depend on the autoencoder; the test above runs them.)"""
     ok = facegen("synthface", "render", "--n", "48", "--identities", "8", "--workers", "0", "--out", str(tmp_path / "data"),
                  cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
@@ -93,10 +99,15 @@ def test_pixel_space_recipe_runs_end_to_end_and_generates(tmp_path):
         ("base", "base", {"model": str(tmp_path / "init"), "output": str(tmp_path / "base")}),
         ("vae", "vae", {"model": str(tmp_path / "base" / "model"), "output": str(tmp_path / "refiner"),
                         "train_encoder": False, "reconstruction_loss": "l1"}),
+        # the consistency-reward joint stage (round 3's config; the shipped estimator stands in for the reward one)
+        ("joint", "pixel/reward", {"model": str(tmp_path / "refiner" / "model"), "output": str(tmp_path / "reward"),
+                                   "reward": {**_reward_section(), "estimator": str(shipped_weights_path())}}),
     ]
     for stage, name, changes in stages:
         run = facegen("train", stage, "--config", str(stage_config(tmp_path, name, **changes)), cwd=tmp_path)
         assert run.returncode == 0, f"{stage}: {run.stderr[-2000:]}"
+    rows = [json.loads(line) for line in (tmp_path / "reward" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["reward_loss"] > 0 for r in rows), rows
 
     from facegen.model.loading import load_components
     from facegen.model.resample import ResampleAutoencoder

@@ -1,0 +1,92 @@
+"""The consistency reward (`facegen.train.reward`): its x0 estimate, where its gradient goes, its config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facegen.errors import FacegenError
+from facegen.model.loading import load_components
+from facegen.synthface.estimator import shipped_weights_path
+from facegen.train.config import RewardConfig, check_inputs, stage_config_from_dict
+from facegen.train.trainee import StepInputs, Trainee
+
+
+def _reward(**weights) -> RewardConfig:
+    return RewardConfig(estimator=str(shipped_weights_path()), **{"emotion": 1.0, "pose": 1.0, "identity": 1.0, **weights})
+
+
+def _inputs(switches: list[list[int]]) -> StepInputs:
+    g = torch.Generator().manual_seed(0)
+    n = len(switches)
+    masks = torch.zeros(n, 64, 64)
+    masks[:, 8:56, 12:52] = 1
+    probs = torch.softmax(torch.randn(n, 8, generator=g), 1)
+    return StepInputs(
+        images=torch.rand(n, 3, 64, 64, generator=g) * 2 - 1,
+        id_embeds=torch.nn.functional.normalize(torch.randn(n, 512, generator=g), dim=1),
+        landmark_images=torch.rand(n, 3, 64, 64, generator=g),
+        emotions=torch.cat([torch.rand(n, 2, generator=g), probs], 1),
+        face_masks=masks,
+        switches=torch.tensor(switches, dtype=torch.float32),
+        groups=torch.arange(n),
+        poses=torch.randn(n, 3, generator=g) * 20,
+    )
+
+
+def test_clean_prediction_inverts_the_forward_process(tiny_model_dir):
+    trainee = Trainee(load_components(tiny_model_dir), "joint")
+    g = torch.Generator().manual_seed(1)
+    x0, eps = torch.randn(4, 4, 8, 8, generator=g), torch.randn(4, 4, 8, 8, generator=g)
+    t = torch.tensor([10, 300, 600, 900])
+    noisy = trainee.noise_scheduler.add_noise(x0, eps, t)
+    assert torch.allclose(trainee.clean_prediction(noisy, eps, t), x0, atol=1e-4)
+    assert not torch.allclose(trainee.clean_prediction(noisy, eps + 0.1, t), x0, atol=1e-2)
+
+
+def test_reward_gradient_reaches_the_branch_it_rewards(tiny_model_dir):
+    """Emotion reward on emo rows trains the emotion module; with no lmk/emo row and no identity weight,
+    there is no reward (and no gradient into the control modules from it)."""
+    trainee = Trainee(load_components(tiny_model_dir), "joint", lambda_ad=0.0, reward=_reward(pose=0.0, identity=0.0))
+    out = trainee(_inputs([[0, 1], [0, 1]]), torch.Generator().manual_seed(0))
+    assert out["reward_loss"] > 0 and "reward_emotion" in out
+    (out["loss"] - out["diffusion_loss"]).backward()
+    grads = {n: p.grad for n, p in trainee.named_parameters() if p.requires_grad}
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("emotion."))
+    assert all(not p.requires_grad for p in trainee.reward.parameters())  # the instrument stays frozen
+
+    trainee.zero_grad()
+    out = trainee(_inputs([[0, 0], [0, 0]]), torch.Generator().manual_seed(0))
+    assert float(out["reward_loss"]) == 0.0 and "reward_emotion" not in out
+
+
+def test_reward_skips_rows_outside_its_timestep_range(tiny_model_dir):
+    reward = _reward(timestep_range=(0.0, 0.01))
+    trainee = Trainee(load_components(tiny_model_dir), "joint", lambda_ad=0.0, reward=reward, timestep_range=(0.5, 1.0))
+    out = trainee(_inputs([[1, 1], [1, 1]]), torch.Generator().manual_seed(0))
+    assert float(out["reward_loss"]) == 0.0
+
+
+def test_pose_and_identity_terms_follow_their_targets(tiny_model_dir):
+    trainee = Trainee(load_components(tiny_model_dir), "joint", lambda_ad=0.0, reward=_reward(emotion=0.0))
+    batch = _inputs([[1, 0], [1, 0]])
+    out = trainee(batch, torch.Generator().manual_seed(0))
+    far = StepInputs(**{**batch.__dict__, "poses": batch.poses + 90.0, "id_embeds": -batch.id_embeds})
+    out_far = trainee(far, torch.Generator().manual_seed(0))
+    assert out_far["reward_pose"] > out["reward_pose"]
+    assert out_far["reward_identity"] > out["reward_identity"]
+
+
+def test_reward_config_is_checked_at_the_edge(tmp_path, tiny_model_dir):
+    base = {"data": str(tmp_path), "model": str(tiny_model_dir), "output": str(tmp_path / "o"), "steps": 1, "batch_size": 2}
+    with pytest.raises(FacegenError, match="reward applies to the diffusion stages"):
+        stage_config_from_dict({**base, "reward": {"estimator": "x.safetensors"}}, "vae")
+    with pytest.raises(FacegenError, match="every reward weight is 0"):
+        stage_config_from_dict({**base, "reward": {"estimator": "x", "emotion": 0, "pose": 0}}, "joint")
+    with pytest.raises(FacegenError, match="timestep_range"):
+        stage_config_from_dict({**base, "reward": {"estimator": "x", "timestep_range": [0.5, 0.2]}}, "joint")
+    cfg = stage_config_from_dict({**base, "reward": {"estimator": "rel/est.safetensors"}}, "joint", base_dir=tmp_path)
+    assert cfg.reward.estimator == str(tmp_path / "rel" / "est.safetensors")
+    with pytest.raises(FacegenError, match="reward.estimator"):
+        check_inputs(cfg)
+
