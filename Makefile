@@ -26,13 +26,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
-# Rebuild the shipped synthface preset + proxy estimator from scratch (~7.1 h on 2 CPU cores: round 1 ~2 h,
-# round 2's base ~1.1 h, round 3 ~45 min, round 4 ~15 min, round 5a ~70 min, round 5b ~1.6 h, estimator ~55 min; resumable; everything under runs/synthface/, which git ignores). CI never runs it.
+# The KL-latent synthface recipe + proxy estimator from scratch (~7.1 h on 2 CPU cores: round 1 ~2 h,
+# round 2's base ~1.1 h, round 3 ~45 min, round 4 ~15 min, round 5a ~70 min, round 5b ~1.6 h, estimator ~55 min;
+# resumable; everything under runs/synthface/, which git ignores). Its round 5b was the shipped preset until
+# 2026-12-07. CI never runs it.
 synthface-model: $(STAMP)
 	scripts/build_synthface_model.sh $(VENV)/bin/facegen
 
-# The pixel-space variant of the recipe (training/synthface/pixel/: fixed 2x resampling autoencoder, 32x32x3
-# latents; refiner, base, pretrain-lmk beside pretrain-emo, joint; ~2 h on 2 cores; resumable).
+# Rebuild the shipped synthface preset: the pixel-space recipe (training/synthface/pixel/: fixed 2x resampling
+# autoencoder, 32x32x3 latents; refiner, base, pretrain-lmk beside pretrain-emo, joint, round 2, then round 3's
+# reward estimator and consistency-reward joint stages; ~4.7 h on 2 cores; resumable), then `synthface ship`.
+# The shipped measuring estimator is synthface-estimator's. CI never runs it.
 synthface-pixel: $(STAMP)
 	scripts/build_synthface_pixel.sh $(VENV)/bin/facegen
 

@@ -56,4 +56,5 @@ $FACEGEN train joint --config training/synthface/round5a/joint_no_ad.yaml
 # round 5b: 8,000 more base steps (EMA from the start), then the joint stage again on it
 $FACEGEN train base --config training/synthface/round5b/base.yaml
 $FACEGEN train joint --config training/synthface/round5b/joint.yaml
-$FACEGEN synthface ship --model "$R/round5b/joint/model" --configs training/synthface
+# Round 5b was the shipped preset until 2026-12-07 (`facegen synthface ship --model "$R/round5b/joint/model"
+# --configs training/synthface`); the pixel-space recipe's round 3 ships now (scripts/build_synthface_pixel.sh).

@@ -2,7 +2,8 @@
 # The pixel-space synthface recipe (training/synthface/pixel/), from scratch: render the training data,
 # an untrained model with the fixed 2x resampling autoencoder (32x32x3 pixel latents), then the decoder
 # refiner, the base model, the two control modules side by side (one core each) and the joint stage, then
-# round 2 (more base training, the joint stage again).
+# round 2 (more base training, the joint stage again), then round 3 (a reward estimator, the joint stage with
+# the consistency reward) and `synthface ship` (the package's preset). ~4.7 h on 2 cores.
 # Everything goes to runs/synthface/ (git-ignored); every step resumes when re-run.
 # Usage: scripts/build_synthface_pixel.sh [FACEGEN]   (default .venv/bin/facegen)
 set -euo pipefail
@@ -33,3 +34,7 @@ $FACEGEN synthface train-estimator --train "$R/data/reward_train" --heldout "$R/
   --out "$R/reward_estimator" --steps 2500 --width 48 --stem full --soft-emotion --seed 5 --threads 2
 $FACEGEN train joint --config $P/reward.yaml
 $FACEGEN train joint --config $P/reward2.yaml
+$FACEGEN train joint --config $P/reward3.yaml
+# The shipped preset: round 3's model, fp16, with the stochastic sampler as its own.
+$FACEGEN synthface ship --model "$R/pixel/reward3/model" --configs $P --scheduler dpmpp-sde \
+  --command "make synthface-pixel (scripts/build_synthface_pixel.sh)"

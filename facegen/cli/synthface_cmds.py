@@ -106,6 +106,11 @@ def ship(
     out: Optional[Path] = typer.Option(None, "--out", help="Preset folder (default: the package's facegen/presets/synthface)."),
     configs: Path = typer.Option(Path("training/synthface"), "--configs", help="The stage configs the model was trained with."),
     metrics: Optional[Path] = typer.Option(None, "--metrics", help="A JSON file of measured metrics to record."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Store this sampler as the preset's own (dpmpp | ddim | ddpm | dpmpp-sde); "
+        "default: keep the model's. A manifest's sampler.scheduler still chooses per run."),
+    command: str = typer.Option("make synthface-model (scripts/build_synthface_model.sh)", "--command",
+                                help="The command that rebuilds the model, recorded in its build info."),
 ) -> None:
     """Write a trained synthface model as the built-in `synthface` preset (fp16, <= 40 MB, with build info)."""
     import json
@@ -115,7 +120,7 @@ def ship(
     from facegen.synthface.ship import preset_dir, ship_model
 
     build = {
-        "command": "make synthface-model (scripts/build_synthface_model.sh)",
+        "command": command,
         "configs": {
             p.relative_to(configs).with_suffix("").as_posix(): yaml.safe_load(p.read_text())
             for p in sorted(configs.rglob("*.yaml"))
@@ -124,7 +129,11 @@ def ship(
         },
         "metrics": json.loads(metrics.read_text()) if metrics else {},
     }
-    path = ship_model(model, out or preset_dir(), build)
+    if scheduler is not None:
+        from facegen.model.schedulers import check_scheduler_name
+
+        check_scheduler_name(scheduler, "--scheduler")
+    path = ship_model(model, out or preset_dir(), build, scheduler=scheduler)
     typer.echo(f"shipped {model} as {path}")
 
 

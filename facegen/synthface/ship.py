@@ -36,12 +36,20 @@ def source_commit() -> str:
         return "unknown"
 
 
-def ship_model(model_dir: str | Path, out_dir: str | Path, build: dict[str, Any], *, overwrite: bool = True) -> Path:
-    """Write `model_dir` as a float16 preset folder at `out_dir` with `build` in its provenance."""
+def ship_model(
+    model_dir: str | Path, out_dir: str | Path, build: dict[str, Any], *, overwrite: bool = True,
+    scheduler: str | None = None,
+) -> Path:
+    """Write `model_dir` as a float16 preset folder at `out_dir` with `build` in its provenance; `scheduler`
+    (a sampler name) replaces the folder's own sampler."""
     from facegen.model.folder import staged_dir
     from facegen.model.pipeline import FaceCrafterPipeline
 
     pipe = FaceCrafterPipeline.from_pretrained(model_dir)
+    if scheduler is not None:
+        from facegen.model.schedulers import scheduler_from_name
+
+        pipe.scheduler = scheduler_from_name(scheduler, pipe.scheduler.config)
     provenance = dict(pipe.config.get("provenance") or {})
     provenance["build"] = {**build, "source_commit": source_commit()}
     pipe.register_to_config(model_name=PRESET_NAME, provenance=provenance)
