@@ -67,7 +67,7 @@ def test_stage_run_decreases_diffusion_loss(stage_runs, stage):
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
     assert all(r["images_per_s"] > 0 and r["lr"] == pytest.approx(cfg.lr) for r in rows)
     csv_lines = (Path(cfg.output) / "metrics.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("step,loss,diffusion_loss,ad_loss,lr,images_per_s") and len(csv_lines) == cfg.steps + 1
+    assert csv_lines[0].startswith("step,loss,diffusion_loss,ad_loss,reward_loss,reward_emotion,reward_pose,reward_identity,lr,images_per_s") and len(csv_lines) == cfg.steps + 1
     assert result.final_metrics["step"] == cfg.steps and result.final_metrics["resumed_from"] == 0
     if stage == "joint":
         assert all(r["ad_loss"] > 0 for r in rows)
