@@ -336,9 +336,13 @@ def check_inputs(cfg: StageConfig) -> None:
                 f"{key}: {getattr(cfg, key)!r} must be a folder every worker can read (local or shared file system); "
                 "only run.storage_path may be s3://"
             )
-    if cfg.reward is not None and not Path(cfg.reward.estimator).is_file():
-        raise FacegenError(f"reward.estimator: {cfg.reward.estimator!r} not found; train one with "
-                           "`facegen synthface train-estimator` or fix the path")
+    if cfg.reward is not None:
+        if not Path(cfg.reward.estimator).is_file():
+            raise FacegenError(f"reward.estimator: {cfg.reward.estimator!r} not found; train one with "
+                               "`facegen synthface train-estimator` or fix the path")
+        from facegen.synthface.estimator import load_estimator
+
+        load_estimator(cfg.reward.estimator)  # a file that is not an estimator fails here, in one line, before Ray starts
     data = Path(cfg.data)
     if not (data / "labels.parquet").is_file():
         raise FacegenError(f"data folder {cfg.data!r} has no labels.parquet; run `facegen extract` first or fix 'data'")

@@ -90,3 +90,26 @@ def test_reward_config_is_checked_at_the_edge(tmp_path, tiny_model_dir):
     with pytest.raises(FacegenError, match="reward.estimator"):
         check_inputs(cfg)
 
+
+
+def test_train_cli_refuses_a_bad_reward_estimator_before_ray_starts(tmp_path, tiny_model_dir):
+    """Missing or not-an-estimator file: exit 2, one line naming the file, no traceback, no output folder."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    for name, content in (("missing.safetensors", None), ("junk.safetensors", b"not a safetensors file")):
+        est = tmp_path / name
+        if content is not None:
+            est.write_bytes(content)
+        cfg = {"data": str(tmp_path), "model": str(tiny_model_dir), "output": str(tmp_path / f"out_{name}"),
+               "steps": 1, "batch_size": 2, "reward": {"estimator": str(est)}}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        run = subprocess.run([sys.executable, "-m", "facegen.cli.main", "train", "joint", "--config", str(path)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2, run.stderr
+        lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and name in lines[0] and "Traceback" not in run.stderr, run.stderr
+        assert not (tmp_path / f"out_{name}").exists()
