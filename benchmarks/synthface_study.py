@@ -394,6 +394,7 @@ INTERVAL_SETTINGS = {
     "full eq. 6": None,
     "mid-wide": {"id": [0.1, 0.8], "lmk": [0.0, 0.5], "emo": [0.2, 0.7]},
     "mid": {"id": [0.15, 0.66], "lmk": [0.0, 0.32], "emo": [0.3, 0.62]},
+    "mid-narrow": {"id": [0.2, 0.6], "lmk": [0.0, 0.25], "emo": [0.3, 0.55]},
 }
 
 
@@ -405,7 +406,7 @@ def measure_intervals(model: Path, work: Path, identities: Path, bank: Path, ban
     all_controls = "{id: 0.25, id+lmk: 0.25, id+emo: 0.25, id+lmk+emo: 0.25}"
     for steps in (25, 15, 10):
         for name, intervals in INTERVAL_SETTINGS.items():
-            if steps != 25 and name == "mid-wide":
+            if steps != 25 and name in ("mid-wide", "mid-narrow"):
                 continue
             label = f"{name}, {steps} steps"
             if label in results["intervals"]:
@@ -441,6 +442,11 @@ def _f(x, digits=1) -> str:
 def _p(x) -> str:
     """A fraction as a percentage (or n/a)."""
     return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{100 * x:.1f}%"
+
+
+def _pose_rmse(r: dict) -> float:
+    """RMSE over the three angles (degrees) of a row's yaw / pitch / roll RMSEs."""
+    return float(np.sqrt((r["yaw_rmse"] ** 2 + r["pitch_rmse"] ** 2 + r["roll_rmse"] ** 2) / 3))
 
 
 def render_markdown(results: dict, runs: Path) -> str:
@@ -499,10 +505,26 @@ def render_markdown(results: dict, runs: Path) -> str:
     if results.get("intervals"):
         lines += [f"{n_intervals} images per setting, all four control sets; UNet rows per image for an "
                   "id+lmk+emo image (full eq. 6 at 25 steps = 100).", "",
-                  "| setting | UNet rows / image | yaw RMSE | pitch RMSE | emotion acc. | ID rank-1 |", "|---|---|---|---|---|---|"]
+                  "Relative to full eq. 6 at 25 steps: fewer rows (x), pose = RMSE over yaw, pitch and roll (+ = worse),",
+                  "emotion accuracy with the branch on (- = worse). Issue 13 asks for >= 1.8x fewer rows with <= 10%",
+                  "relative loss of pose and emotion control.", "",
+                  "| setting | UNet rows / image | fewer rows | yaw RMSE | pitch RMSE | roll RMSE | pose RMSE | pose vs full | "
+                  "emotion acc. | emotion vs full | ID rank-1 | meets issue 13 |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        ref = results["intervals"].get("full eq. 6, 25 steps")
         for label, r in results["intervals"].items():
-            lines.append(f"| {label} | {r['rows_per_image']} | {_f(r['yaw_rmse'])} | {_f(r['pitch_rmse'])} | "
-                         f"{_p(r['emotion_accuracy'])} | {_p(r['identity_rank1'])} |")
+            pose = _pose_rmse(r)
+            if ref is not None:
+                fewer = ref["rows_per_image"] / r["rows_per_image"]
+                d_pose = pose / _pose_rmse(ref) - 1.0
+                d_emo = r["emotion_accuracy"] / ref["emotion_accuracy"] - 1.0
+                meets = "yes" if fewer >= 1.8 and d_pose <= 0.10 and d_emo >= -0.10 else "no"
+                rel = f"{fewer:.2f}x", f"{100 * d_pose:+.1f}%", f"{100 * d_emo:+.1f}%"
+            else:
+                rel, meets = ("n/a", "n/a", "n/a"), "n/a"
+            lines.append(f"| {label} | {r['rows_per_image']} | {rel[0]} | {_f(r['yaw_rmse'])} | {_f(r['pitch_rmse'])} | "
+                         f"{_f(r['roll_rmse'])} | {_f(pose)} | {rel[1]} | {_p(r['emotion_accuracy'])} | {rel[2]} | "
+                         f"{_p(r['identity_rank1'])} | {meets} |")
     else:
         lines.append("not measured")
     return "\n".join(lines) + "\n"

@@ -1,7 +1,9 @@
 """``manifest.lock.yaml``: the resolved manifest, model hash and package versions of a dataset.
 
 Its ``fingerprint`` (resolved manifest + model hash + dataset format) is what resume compares: shards
-and locks with another fingerprint belong to a different run.
+and locks with another fingerprint belong to a different run. The one exception is a raised regenerate
+budget (`changed_only`), which continues a run; its shards keep the fingerprint the run started with
+(``shard_fingerprint``).
 """
 
 from __future__ import annotations
@@ -61,11 +63,18 @@ class Lock:
     model: dict[str, Any]  # dir, id, hash
     versions: dict[str, str]
     created: str
+    #: What the shards' `_stats.json` markers carry (resume trusts those): the run's fingerprint, or, once a
+    #: raised regenerate budget continued the run, the fingerprint the run started with.
+    shard_fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        self.shard_fingerprint = self.shard_fingerprint or self.fingerprint
 
     def to_yaml(self) -> bytes:
         data = {
             "facegen_dataset": DATASET_FORMAT,
             "fingerprint": self.fingerprint,
+            **({"shard_fingerprint": self.shard_fingerprint} if self.shard_fingerprint != self.fingerprint else {}),
             "created": self.created,
             "manifest_source": self.manifest_source,
             "manifest_sha256": self.manifest_sha256,
@@ -101,6 +110,23 @@ def abandoned_before_shards(root: Location, existing: dict[str, Any] | None, fin
     it was killed while planning, ...): DIR then holds nothing worth protecting, so a corrected
     manifest may take it over instead of being refused as "a different manifest"."""
     return existing is not None and existing.get("fingerprint") != fingerprint and not root.list(shards_dir)
+
+
+def changed_only(existing: dict[str, Any] | None, lock: Lock, section: str, keys: tuple[str, ...]) -> dict[str, tuple[Any, Any]] | None:
+    """When `lock`'s run differs from the `existing` lock's only in the values `keys` of manifest section
+    `section`, the changes ``{key: (old, new)}``; None when anything else differs (or nothing to compare)."""
+    if existing is None or existing.get("facegen_dataset") != DATASET_FORMAT:
+        return None
+    old, new = existing.get("manifest"), lock.manifest
+    if not isinstance(old, dict) or not isinstance(old.get(section), dict) or not isinstance(new.get(section), dict):
+        return None
+    before, after = old[section], new[section]
+    if any(k not in before or k not in after for k in keys):
+        return None
+    patched = {**old, section: {**before, **{k: after[k] for k in keys}}}
+    if fingerprint(patched, str((existing.get("model") or {}).get("hash"))) != lock.fingerprint:
+        return None
+    return {k: (before[k], after[k]) for k in keys if before[k] != after[k]}
 
 
 def write_lock(root: Location, lock: Lock) -> None:

@@ -33,6 +33,7 @@ from facegen.io.lock import (
     Lock,
     WriterLock,
     abandoned_before_shards,
+    changed_only,
     check_no_writer,
     read_lock,
     write_lock,
@@ -61,6 +62,8 @@ from facegen.runner.task import ShardTask
 from facegen.runner.verification import VerifySettings, resolve_verify, verification_summary
 
 log = logging.getLogger(__name__)
+#: `verify:` keys that only bound how many rounds / images regenerate may spend: raising them continues a run.
+BUDGET_KEYS = ("max_rounds", "max_total_factor")
 
 PLAN_NAME = "plan.parquet"
 # plan.parquet last: its presence means the plan is whole.
@@ -160,6 +163,16 @@ def prepare_output(root: Location, lock: Lock, overwrite: bool) -> bool:
             "choose another --out",
             where=root.url,
         )
+    elif existing is not None and existing.get("fingerprint") != lock.fingerprint and (budget := changed_only(existing, lock, "verify", BUDGET_KEYS)):
+        # only regenerate's budget changed: raising it continues the rounds already made (a run that
+        # reported a shortfall can be topped up); lowering it cannot un-make them
+        changes = ", ".join(f"verify.{k} {a} -> {b}" for k, (a, b) in budget.items())
+        if any(b < a for a, b in budget.values()):
+            raise FacegenError(f"holds a dataset made with a larger regenerate budget ({changes}); a budget can be "
+                               "raised to continue a run, not lowered: pass --overwrite to start over or choose another --out",
+                               where=root.url)  # fmt: skip
+        log.warning("%s: regenerate budget raised (%s); continuing from the rounds already made", root.url, changes)
+        lock.shard_fingerprint = existing.get("shard_fingerprint") or existing["fingerprint"]
     elif existing is not None and existing.get("fingerprint") != lock.fingerprint:
         raise FacegenError(
             f"holds a dataset of a different manifest or model ({existing.get('manifest_source', '?')}); "
@@ -171,6 +184,8 @@ def prepare_output(root: Location, lock: Lock, overwrite: bool) -> bool:
             "has dataset files but no manifest.lock.yaml; pass --overwrite to start over or choose another --out",
             where=root.url,
         )
+    elif existing is not None:  # the same run again: its shards keep the fingerprint they were made under
+        lock.shard_fingerprint = existing.get("shard_fingerprint") or lock.fingerprint
     write_lock(root, lock)
     return existing is not None
 
@@ -311,13 +326,13 @@ def _generate(
     task = ShardTask(
         worker_factory,
         root.url,
-        lock.fingerprint,
+        lock.shard_fingerprint,
         label_schema=GENERATED_SCHEMA,
         extra_stats={"model_hash": mhash, "manifest_sha256": lock.manifest_sha256},
     )
     # Resume: the driver lists the markers; the actors read them and re-hash each shard's files (damaged
     # shards are deleted here and redone like unfinished ones).
-    finished = finished if finished is not None else verified_finished(root, lock.fingerprint, distributor, task)
+    finished = finished if finished is not None else verified_finished(root, lock.shard_fingerprint, distributor, task)
     spp = manifest.output.samples_per_shard
     round0_shards = -(-plan_rows // spp)
     run = RunSummary(damaged=dict(finished[1]))
@@ -376,7 +391,7 @@ def _round_plan(
 
         rejected = collect_rejects(root, {s: run.done[s] for s in previous}, GENERATED_SCHEMA)
         limit = min(rejected.num_rows, max(0, budget_left))
-        per_shard = rows_per_round_shard(limit, round0_shards, manifest.output.samples_per_shard)
+        per_shard = rows_per_round_shard(limit, round0_shards, manifest.output.samples_per_shard, manifest.sampler.batch_size)
         table = make_round_plan(rejected, round_, seed=manifest.seed, first_shard=previous.stop, rows_per_shard=per_shard, limit=limit)
         root.makedirs(ROUNDS_DIR)
         root.write_parquet_atomic(rel, table, row_group_size=per_shard)  # row groups never straddle shards

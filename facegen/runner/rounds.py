@@ -7,7 +7,8 @@ round r-1 image was rejected, in plan-index order, as many as the budget allows:
 * key ``000000042_r01`` (unique, sortable: a plan key, then its rounds in order; no dots),
 * seed ``sample_seeds(seed, index + r * ROUND_SEED_STRIDE)``: deterministic in (plan index, round) and
   never equal to a round-0 seed of another row (plan indices stay below the stride),
-* shards numbered after every earlier round's shards, ``rows_per_round_shard`` rows each.
+* shards numbered after every earlier round's shards, ``rows_per_round_shard`` rows each (spread like
+  round 0, at least one sampler batch per shard).
 
 Each round's rows are written once to ``rounds/round_RR.parquet`` before its first shard starts, so a
 resumed run (even after a SIGKILL mid-round) generates exactly the same rows, keys and seeds.
@@ -50,9 +51,12 @@ def round_seeds(seed: int, index: np.ndarray, round_: int) -> np.ndarray:
     return sample_seeds(seed, np.asarray(index, dtype=np.int64) + round_ * ROUND_SEED_STRIDE)
 
 
-def rows_per_round_shard(rows: int, round0_shards: int, samples_per_shard: int) -> int:
-    """Spread a round over as many shards as round 0 had (parallelism), at most `samples_per_shard` each."""
-    return max(1, min(samples_per_shard, math.ceil(rows / max(1, round0_shards))))
+def rows_per_round_shard(rows: int, round0_shards: int, samples_per_shard: int, batch_size: int = 1) -> int:
+    """Spread a round over as many shards as round 0 had (parallelism), at most `samples_per_shard` each,
+    but never thinner than one sampler batch: the late rounds of a run are small, and a few rows in each
+    of many shards would cost a (mostly empty) pipeline call per shard where one full batch does the work."""
+    spread = math.ceil(rows / max(1, round0_shards))
+    return max(1, min(samples_per_shard, max(spread, batch_size)))
 
 
 def make_round_plan(

@@ -175,6 +175,12 @@ class Trainee(nn.Module):
             out.update(reward_loss=reward.detach(), **{f"reward_{k}": v for k, v in parts.items()})
         return {"loss": loss, **out}
 
+    def timestep_bounds(self, fractions: tuple[float, float]) -> tuple[int, int]:
+        """Training timestep indices [low, high) (at least one) for a range of fractions of the schedule."""
+        num_t = self.noise_scheduler.config.num_train_timesteps
+        low, high = (round(f * num_t) for f in fractions)
+        return low, max(high, low + 1)
+
     def clean_prediction(self, noisy: torch.Tensor, pred: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """The one-step estimate of the clean latent, x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) (or from v)."""
         abar = self.noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float().view(-1, 1, 1, 1)
@@ -186,9 +192,8 @@ class Trainee(nn.Module):
         self, noisy: torch.Tensor, pred: torch.Tensor, timesteps: torch.Tensor, batch: StepInputs
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The consistency reward (`facegen.train.reward`) on the rows whose timestep is in the reward's range."""
-        num_t = self.noise_scheduler.config.num_train_timesteps
-        low, high = (round(f * num_t) for f in self.reward_range)
-        rows = (timesteps >= low) & (timesteps < max(high, low + 1))
+        low, high = self.timestep_bounds(self.reward_range)
+        rows = (timesteps >= low) & (timesteps < high)
         if not bool(rows.any()):
             return pred.float().sum() * 0.0, {}
         x0 = self.clean_prediction(noisy[rows], pred[rows], timesteps[rows])
@@ -249,10 +254,9 @@ class Trainee(nn.Module):
             dist = self.vae.encode(items.to(self.vae.dtype)).latent_dist
             eps = torch.randn(dist.mean.shape, generator=generator).to(device, dist.mean.dtype)
             latents = (dist.mean + dist.std * eps) * self.latent_scale
-        num_t = self.noise_scheduler.config.num_train_timesteps
         noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
-        low, high = (round(f * num_t) for f in self.timestep_range)
-        timesteps = torch.randint(low, max(high, low + 1), (latents.shape[0],), generator=generator).to(device)
+        low, high = self.timestep_bounds(self.timestep_range)
+        timesteps = torch.randint(low, high, (latents.shape[0],), generator=generator).to(device)
         latents, noise, timesteps = (x[member_of] for x in (latents, noise, timesteps))
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         if self.noise_scheduler.config.prediction_type == "v_prediction":

@@ -36,8 +36,9 @@ def test_sigkill_in_round_2_then_the_same_command_finishes_every_row_once(tmp_pa
                               max_rounds=3, factor=2.5)  # fmt: skip
     out = tmp_path / "ds"
     marker = tmp_path / "paused"
-    # round 2's shards are 8..11 (one row each: its 4 rows over round 0's 4 shards); stop after the first
-    proc = _balance(manifest, out, {"FACEGEN_DRILL_PAUSE": f"shard-done-8:{marker}"})
+    # rounds 1 and 2 spread their 4 rows like round 0 but never thinner than a sampler batch (4), capped at
+    # samples_per_shard (2): round 1 is shards 4..5, round 2 shards 6..7; stop after round 2's first
+    proc = _balance(manifest, out, {"FACEGEN_DRILL_PAUSE": f"shard-done-6:{marker}"})
     deadline = time.monotonic() + 1800  # generous: the CI box may be shared
     try:
         while not marker.exists():
@@ -50,8 +51,8 @@ def test_sigkill_in_round_2_then_the_same_command_finishes_every_row_once(tmp_pa
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    assert (out / "rounds" / "round_02.parquet").exists() and (out / "shards" / "000008_stats.json").exists()
-    assert not (out / "shards" / "000011_stats.json").exists() and not (out / "summary.json").exists()
+    assert (out / "rounds" / "round_02.parquet").exists() and (out / "shards" / "000006_stats.json").exists()
+    assert not (out / "shards" / "000007_stats.json").exists() and not (out / "summary.json").exists()
 
     again = _balance(manifest, out)
     stdout, stderr = again.communicate(timeout=1800)
@@ -71,6 +72,40 @@ def test_sigkill_in_round_2_then_the_same_command_finishes_every_row_once(tmp_pa
     assert summary["complete"] and v["rounds_run"] == 3 and [r["generated"] for r in v["per_round"]] == [8, 4, 4]
     assert (v["generated"], v["budget_images"], v["dropped"], v["shortfall"]) == (16, 20, 4, 4)
     assert summary["distributions"]["controls"]["shortfall"] == [0, 4, 0, 0]  # id+lmk is short by its 4 rows
-    assert summary["resumed_shards"] >= 9  # rounds 0 and 1 and shard 8 were kept, not redone
+    assert summary["resumed_shards"] >= 7  # rounds 0 and 1 and shard 6 were kept, not redone
     report = inspect_dataset(str(out))
     assert report.ok, report.problems
+
+
+def test_a_raised_budget_continues_the_rounds_a_lowered_one_is_refused(tmp_path):
+    from facegen.errors import FacegenError
+
+    from .conftest import balance_in_process
+
+    def manifest(max_rounds: int, seed: int = 3) -> Path:
+        return write_manifest(tmp_path, per_identity=4, per_shard=2, controls="{id: 0.5, id+lmk: 0.5}", pose_deg=0.001,
+                              max_rounds=max_rounds, factor=2.5, seed=seed)  # fmt: skip
+
+    out = tmp_path / "ds"
+    first = balance_in_process(manifest(2), out)
+    assert first.summary["verification"]["shortfall"] == 4 and first.summary["verification"]["rounds_run"] == 2
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
+
+    more = balance_in_process(manifest(3), out)  # the shortfall's answer: a larger budget, same --out
+    v = more.summary["verification"]
+    assert v["rounds_run"] == 3 and [r["generated"] for r in v["per_round"]] == [8, 4, 4]
+    assert more.summary["resumed_shards"] == 6  # rounds 0 and 1 kept (4 + 2 shards), not redone
+    assert all((out / "shards" / name).stat().st_mtime_ns == t for name, t in before.items())
+    rejects = pd.read_parquet(out / "rejects.parquet")
+    keys = pd.read_parquet(out / "labels.parquet")["key"].tolist() + rejects["key"].tolist()
+    assert len(keys) == len(set(keys)) == 16 and sorted(rejects.groupby("round").size().tolist()) == [4, 4, 4]
+    report = inspect_dataset(str(out))
+    assert report.ok, report.problems
+    again = balance_in_process(manifest(3), out)  # and the continued run resumes like any other
+    assert again.summary["resumed_shards"] == 8 and again.summary["verification"]["per_round"] == v["per_round"]
+
+    with pytest.raises(FacegenError, match="budget can be raised to continue a run, not lowered"):
+        balance_in_process(manifest(2), out)
+    with pytest.raises(FacegenError, match="different manifest"):
+        balance_in_process(manifest(3, seed=4), out)
+    assert inspect_dataset(str(out)).ok  # refused runs changed nothing

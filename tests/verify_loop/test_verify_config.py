@@ -12,7 +12,7 @@ import pytest
 
 from facegen.cli.main import main
 from facegen.manifest import load_manifest
-from facegen.runner.rounds import coverage_problems, make_round_plan, plan_key, round_key, round_seeds
+from facegen.runner.rounds import coverage_problems, make_round_plan, plan_key, round_key, round_seeds, rows_per_round_shard
 from facegen.runner.verification import VerifySettings, judge, resolve_verify, unmeasured_columns
 
 from .conftest import write_manifest
@@ -130,6 +130,14 @@ def test_round_plan_keeps_targets_and_respects_the_limit():
     assert plan.column("yaw").to_pylist() == [2.0, 5.0] and plan.column("emotion").to_pylist() == [3, 3]
     assert plan.column("shard").to_pylist() == [4, 5] and plan.column("round").to_pylist() == [1, 1]
     assert plan.column("seed").to_pylist() == round_seeds(0, np.array([2, 5]), 1).tolist()
+
+
+def test_round_shards_spread_like_round_0_but_never_thinner_than_a_batch():
+    assert rows_per_round_shard(285, 8, 64, batch_size=32) == 36  # a big round: spread over round 0's 8 shards
+    assert rows_per_round_shard(21, 8, 64, batch_size=32) == 32  # a late round: one full batch, not 8 x 3 rows
+    assert rows_per_round_shard(21, 8, 16, batch_size=32) == 16  # never above samples_per_shard
+    assert rows_per_round_shard(5, 8, 64) == 1  # batch_size 1: one row per shard, as many shards as round 0
+    assert rows_per_round_shard(0, 8, 64, batch_size=32) >= 1
 
 
 def test_coverage_every_plan_row_once_or_rejected():
