@@ -7,7 +7,10 @@ achieved / shortfall per emotion class, control set and pose stratum.
 * ``accepted`` of those, the ones within every tolerance (all of them when nothing was checked),
 * ``achieved`` accepted images per bin of their *measured* value (emotion class, measured angle);
   ``null`` when that attribute was not measured -- "achieved" always means measured,
-* ``shortfall`` planned - accepted (>= 0).
+* ``shortfall`` planned - accepted (>= 0),
+* ``tv_distance_achieved_vs_target`` (emotion and pose axes, when measured): total-variation distance of
+  the achieved distribution from the target (pose: measured values outside every stratum count as a bin
+  of their own, which the target gives no weight).
 
 ``counted_by`` says which: "measured" or "planned (not measured)" (verification off).
 """
@@ -126,6 +129,10 @@ def bin_summary(
         )
         row["edges"] = edges.tolist()
         row["achieved_outside_edges"] = outside
+        # measured mass outside every stratum counts as a miss (a bin the target gives no weight)
+        row["tv_distance_achieved_vs_target"] = (
+            tv_distance([*achieved, outside], [*spec["target"], 0.0]) if achieved is not None else None
+        )
         out[axis] = row
     return out
 

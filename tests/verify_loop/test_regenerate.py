@@ -84,6 +84,14 @@ def test_summary_counts_rounds_and_bins(regenerated):
     assert [p - a for p, a in zip(emotion["planned"], emotion["accepted"])] == emotion["shortfall"] and sum(emotion["shortfall"]) == short
     assert emotion["achieved"] == [int((labels["measured_emotion"] == k).sum()) for k in range(8)]  # measured classes
     assert d["yaw"]["achieved"] is not None and d["controls"]["achieved"] is None  # controls are not measurable
+    measured = np.array(emotion["achieved"], float)
+    target = np.array(emotion["target"], float)
+    assert emotion["tv_distance_achieved_vs_target"] == pytest.approx(0.5 * np.abs(measured / measured.sum() - target / target.sum()).sum(), abs=1e-6)
+    yaw = d["yaw"]  # measured yaw per stratum, plus what fell outside every stratum (a bin with no target)
+    got = np.array([*yaw["achieved"], yaw["achieved_outside_edges"]], float)
+    want = np.array([*yaw["target"], 0.0])
+    assert yaw["tv_distance_achieved_vs_target"] == pytest.approx(0.5 * np.abs(got / got.sum() - want / want.sum()).sum(), abs=1e-6)
+    assert yaw["tv_distance_achieved_vs_target"] > 0  # the tiny model's faces do not follow the targets
     assert summary["images_per_second"] > 0 and summary["complete"]
 
 
