@@ -491,6 +491,10 @@ class VerifyTolerances(StrictModel):
 
     #: max |measured - target| over yaw, pitch and roll, degrees.
     pose_deg: float | None = Field(15.0, gt=0.0, le=180.0)
+    #: `match`: each measured angle must lie in the target's stratum of its axis (`targets.pose` bins;
+    #: constant axes are left to pose_deg), so the measured-accepted images fill the pose bins they
+    #: count for; `off`: not checked. Left out of model_dump while off (fingerprints stay as they were).
+    pose_stratum: Literal["match", "off"] = Field("off", exclude_if=lambda v: v == "off")
     #: mean 2D landmark distance to the target landmarks / target outer-eye-corner distance.
     landmark_nme: float | None = Field(None, gt=0.0)
     #: `match`: the measured emotion class must be the target class; `off`: not checked.
@@ -500,13 +504,14 @@ class VerifyTolerances(StrictModel):
     #: cosine similarity of the image's identity embedding to the identity's reference vector.
     identity_min_similarity: float | None = Field(None, ge=-1.0, le=1.0)
 
-    @field_validator("emotion", mode="before")
+    @field_validator("emotion", "pose_stratum", mode="before")
     @classmethod
-    def _emotion(cls, value: Any) -> Any:
+    def _match_or_off(cls, value: Any, info: ValidationInfo) -> Any:
         if value is False or value is None:  # YAML 1.1 reads a bare `off` as false
             return "off"
         if isinstance(value, str) and value not in ("match", "off"):
-            raise ValueError(f"unknown emotion tolerance {value!r}; use match (class must match) or off")
+            what = "class" if info.field_name == "emotion" else "stratum"
+            raise ValueError(f"unknown {info.field_name} tolerance {value!r}; use match ({what} must match) or off")
         return value
 
 
@@ -547,6 +552,7 @@ class Verify(StrictModel):
         t, e = self.tolerances, self.estimators
         needs = (
             ("pose_deg", t.pose_deg is not None, "pose"),
+            ("pose_stratum", t.pose_stratum == "match", "pose"),
             ("landmark_nme", t.landmark_nme is not None, "landmarks"),
             ("emotion", t.emotion == "match" or t.emotion_min_prob > 0, "emotion"),
             ("identity_min_similarity", t.identity_min_similarity is not None, "identity"),

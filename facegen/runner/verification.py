@@ -33,6 +33,8 @@ class VerifySettings:
     emotion: str = "none"
     identity: str = "none"
     pose_deg: float | None = None
+    #: `pose_stratum: match`: per stratified axis, the strata edges the measured angle must share with the target
+    pose_strata: dict[str, list[float]] | None = None
     landmark_nme: float | None = None
     emotion_match: bool = False
     emotion_min_prob: float = 0.0
@@ -65,6 +67,7 @@ class VerifySettings:
     def tolerances(self) -> dict[str, Any]:
         return {
             "pose_deg": self.pose_deg,
+            "pose_stratum": "match" if self.pose_strata else "off",
             "landmark_nme": self.landmark_nme,
             "emotion": "match" if self.emotion_match else "off",
             "emotion_min_prob": self.emotion_min_prob,
@@ -97,7 +100,7 @@ def resolve_verify(manifest: Any, model_dir: Path) -> VerifySettings:
         return VerifySettings()
     t = v.tolerances
     checked = {
-        "pose": t.pose_deg is not None,
+        "pose": t.pose_deg is not None or t.pose_stratum == "match",
         "landmarks": t.landmark_nme is not None,
         "emotion": t.emotion == "match" or t.emotion_min_prob > 0,
         "identity": t.identity_min_similarity is not None,
@@ -114,6 +117,7 @@ def resolve_verify(manifest: Any, model_dir: Path) -> VerifySettings:
         mode=v.mode,
         **names,
         pose_deg=t.pose_deg if names["pose"] != "none" else None,
+        pose_strata=pose_strata(manifest) if t.pose_stratum == "match" and names["pose"] != "none" else None,
         landmark_nme=t.landmark_nme if names["landmarks"] != "none" else None,
         emotion_match=t.emotion == "match" and names["emotion"] != "none",
         emotion_min_prob=t.emotion_min_prob if names["emotion"] != "none" else 0.0,
@@ -124,6 +128,25 @@ def resolve_verify(manifest: Any, model_dir: Path) -> VerifySettings:
         synthface_weights=synthface_weights_path(names),
         estimator_weights=estimator_weights(names, models),
     )
+
+
+def pose_strata(manifest: Any) -> dict[str, list[float]] | None:
+    """The `targets.pose` strata edges of every axis with a range (constant axes have no strata to match)."""
+    from facegen.manifest.distributions import axis_bins
+
+    out = {}
+    for axis in ("yaw", "pitch", "roll"):
+        edges = axis_bins(getattr(manifest.targets.pose, axis)).edges
+        if edges[-1] > edges[0]:
+            out[axis] = [float(e) for e in edges]
+    return out or None
+
+
+def stratum(value: float, edges: list[float]) -> int:
+    """Index of the stratum [edges[k], edges[k+1]) holding `value` (the last one closed); -1 outside or NaN."""
+    if not (edges[0] <= value <= edges[-1]):  # NaN fails both
+        return -1
+    return min(int(np.searchsorted(edges, value, side="right")) - 1, len(edges) - 2)
 
 
 def unmeasured_columns() -> dict[str, Any]:
@@ -222,6 +245,9 @@ def judge(s: VerifySettings, row: dict[str, Any], m: dict[str, Any]) -> list[str
         err = max(abs(m[f"measured_{a}"] - float(row[a])) for a in ("yaw", "pitch", "roll"))
         if not err <= s.pose_deg:  # NaN counts as outside
             reasons.append("pose")
+    if "lmk" in controls and s.pose_strata and "pose" not in reasons:
+        if any(stratum(m[f"measured_{a}"], e) != stratum(float(row[a]), e) for a, e in s.pose_strata.items()):
+            reasons.append("pose")
     if "lmk" in controls and s.landmark_nme is not None and not m["landmark_nme"] <= s.landmark_nme:
         reasons.append("landmarks")
     if "emo" in controls and (s.emotion_match or s.emotion_min_prob > 0):
@@ -236,7 +262,7 @@ def judge(s: VerifySettings, row: dict[str, Any], m: dict[str, Any]) -> list[str
     return reasons
 
 
-__all__ = ["REASONS", "LoopMeasurer", "VerifySettings", "judge", "resolve_verify", "unmeasured_columns"]
+__all__ = ["REASONS", "LoopMeasurer", "VerifySettings", "judge", "pose_strata", "resolve_verify", "stratum", "unmeasured_columns"]
 
 
 def verification_summary(

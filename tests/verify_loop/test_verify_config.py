@@ -26,6 +26,7 @@ BAD = [
     ("emotion-tolerance-unknown", ("emotion: off}", "emotion: maybe}"), "verify.tolerances.emotion", 15),
     ("rounds-zero", ("max_rounds: 3", "max_rounds: 0"), "verify.max_rounds", 16),
     ("factor-below-one", ("max_total_factor: 2.0", "max_total_factor: 0.5"), "verify.max_total_factor", 17),
+    ("pose-stratum-unknown", ("emotion: off}", "emotion: off, pose_stratum: nearby}"), "verify.tolerances.pose_stratum", 15),
     ("unknown-key", ("  max_rounds: 3", "  max_round: 3"), "verify.max_round", 16),
     ("tolerance-without-estimator", ("pose: synthface", "pose: none"), "verify", 12),
 ]
@@ -98,6 +99,32 @@ def test_judge_checks_each_tolerance_on_the_rows_whose_control_was_on():
     assert judge(s, row, _measured(measured_emotion=3, identity_similarity=0.1, landmark_nme=0.2)) == ["pose", "landmarks", "emotion", "identity"]
     assert judge(s, {**row, "controls": "id"}, _measured(measured_emotion=3)) == []  # no lmk / emo control: not checked
     assert judge(s, row, _measured(face_detected=False)) == ["no-face"]
+
+
+def test_pose_stratum_match_wants_the_measured_angle_in_the_targets_stratum(tmp_path):
+    from facegen.errors import FacegenError
+    from facegen.runner.verification import stratum
+
+    path = write_manifest(tmp_path, pose_deg="null")  # yaw {uniform: [-30, 30], bins: 2}; pitch, roll constant 0
+    plain = load_manifest(path)
+    assert "pose_stratum" not in plain.model_dump()["verify"]["tolerances"]  # off: old run fingerprints stay valid
+    assert resolve_verify(plain, tmp_path).pose_strata is None
+    path.write_text(path.read_text().replace("emotion: off}", "emotion: off, pose_stratum: match}"))
+    settings = resolve_verify(load_manifest(path), tmp_path)
+    assert settings.pose_strata == {"yaw": [-30.0, 0.0, 30.0]} and settings.tolerances()["pose_stratum"] == "match"
+    assert [stratum(v, [-30.0, 0.0, 30.0]) for v in (-30.0, -0.1, 0.0, 30.0, 30.5, math.nan)] == [0, 0, 1, 1, -1, -1]
+
+    row = {"yaw": 12.0, "pitch": 0.0, "roll": 0.0, "emotion": 2, "controls": "id+lmk"}
+    assert judge(settings, row, _measured(measured_yaw=29.0, measured_pitch=40.0)) == []  # same stratum; pitch unchecked
+    assert judge(settings, row, _measured(measured_yaw=-1.0)) == ["pose"]  # 13 degrees off but in the other stratum
+    assert judge(settings, row, _measured(measured_yaw=31.0)) == ["pose"]  # outside every stratum
+    assert judge(settings, {**row, "controls": "id+emo"}, _measured(measured_yaw=-1.0, measured_emotion=2)) == []
+    with_deg = VerifySettings(**{**settings.as_dict(), "pose_deg": 5.0})
+    assert judge(with_deg, row, _measured(measured_yaw=20.0)) == ["pose"]  # both checks apply, one reason
+
+    path.write_text(path.read_text().replace("pose: synthface", "pose: none"))
+    with pytest.raises(FacegenError, match="pose_stratum is checked but estimators.pose is none"):
+        load_manifest(path)
 
 
 def test_round_keys_sort_after_their_plan_key_and_seeds_are_new_but_deterministic():
