@@ -57,6 +57,12 @@ class RewardConfig(_Strict):
     emotion: float = Field(0.1, ge=0, description="weight of the emotion cross-entropy (rows with lmk or emo on)")
     pose: float = Field(0.1, ge=0, description="weight of the pose MSE in units of 30 degrees (rows with lmk on)")
     identity: float = Field(0.0, ge=0, description="weight of 1 - cos(measured identity embedding, ID condition)")
+    identity_space: Literal["embedding", "observable"] = Field(
+        "embedding",
+        description="where the identity cosine is taken: `embedding` = the 512-d embeddings; `observable` = the "
+        "identity features weighted by the estimator's per-feature reliability (what a 64-px image shows; "
+        "the weighting `facegen verify` ranks identities with); needs weights that carry `identity_reliability`",
+    )
     timestep_range: tuple[float, float] = Field(
         (0.0, 1.0), description="only rows whose timestep lies in this fraction of the schedule are rewarded"
     )
@@ -342,7 +348,10 @@ def check_inputs(cfg: StageConfig) -> None:
                                "`facegen synthface train-estimator` or fix the path")
         from facegen.synthface.estimator import load_estimator
 
-        load_estimator(cfg.reward.estimator)  # a file that is not an estimator fails here, in one line, before Ray starts
+        runner = load_estimator(cfg.reward.estimator)  # not an estimator: fails here, in one line, before Ray starts
+        if cfg.reward.identity_space == "observable" and runner.reliability is None:
+            raise FacegenError(f"reward.identity_space: 'observable' needs estimator weights with identity_reliability; "
+                               f"{cfg.reward.estimator!r} has none (retrain it with `facegen synthface train-estimator`)")
     data = Path(cfg.data)
     if not (data / "labels.parquet").is_file():
         raise FacegenError(f"data folder {cfg.data!r} has no labels.parquet; run `facegen extract` first or fix 'data'")

@@ -18,7 +18,11 @@ reward's range contribute nothing):
   expression, so both condition sets ask for its emotion);
 - ``pose``: mean squared error of yaw / pitch / roll (in units of 30 degrees) on rows with the landmark
   branch on;
-- ``identity``: 1 - cosine between the estimator's identity embedding and the ID condition, every row.
+- ``identity``: 1 - cosine between the estimator's identity embedding and the ID condition, every row;
+  with ``identity_space="observable"`` the cosine is taken on the standardised identity features, each
+  weighted by the square root of the estimator's held-out R^2 for it (the weighting `facegen verify` ranks
+  identities with). In the 512-d embedding every feature weighs the same, so features a 64-px face does not
+  show (the estimator reads them as noise) dilute the gradient of those it does.
 
 The estimator must not be the instrument that later measures the model: a model trained against an
 estimator learns that estimator's blind spots as well as the face. The synthface recipe trains a
@@ -40,14 +44,28 @@ class ConsistencyReward(nn.Module):
     """A frozen synthface estimator + the reward terms; `forward(images, emotions, poses, id_embeds, switches)`
     -> (weighted loss, unweighted terms present in the batch)."""
 
-    def __init__(self, weights: str, *, emotion: float, pose: float, identity: float) -> None:
+    def __init__(
+        self, weights: str, *, emotion: float, pose: float, identity: float, identity_space: str = "embedding"
+    ) -> None:
         super().__init__()
         from facegen.synthface.estimator import POSE_SCALE, load_estimator
         from facegen.synthface.params import embedding_projection
 
+        runner = load_estimator(weights)
         # a private copy: the cached runner serves `measure` elsewhere in this process and must stay untouched
-        self.estimator = copy.deepcopy(load_estimator(weights).model).eval().requires_grad_(False)
-        self.register_buffer("projection", torch.tensor(embedding_projection(), dtype=torch.float32), persistent=False)
+        self.estimator = copy.deepcopy(runner.model).eval().requires_grad_(False)
+        projection = torch.tensor(embedding_projection(), dtype=torch.float32)
+        self.register_buffer("projection", projection, persistent=False)
+        self.identity_space = identity_space
+        if identity_space == "observable":
+            if runner.reliability is None:
+                raise ValueError(f"reward.identity_space 'observable' needs estimator weights that carry "
+                                 f"identity_reliability; {weights} has none (retrain it with train-estimator)")
+            weight = torch.tensor(runner.reliability, dtype=torch.float32).clamp(0.0, 1.0).sqrt()
+            self.register_buffer("feature_weight", weight, persistent=False)
+            self.register_buffer("unprojection", torch.linalg.pinv(projection), persistent=False)
+        elif identity_space != "embedding":
+            raise ValueError(f"reward.identity_space must be 'embedding' or 'observable', got {identity_space!r}")
         self.pose_scale = POSE_SCALE
         self.weights = {"emotion": emotion, "pose": pose, "identity": identity}
 
@@ -79,11 +97,19 @@ class ConsistencyReward(nn.Module):
             err = ((out["pose"].float() - poses.float() / self.pose_scale) ** 2).mean(1)
             _add_masked_mean(parts, "pose", err, lmk_on)
         if self.weights["identity"]:
-            emb = F.normalize(out["identity"].float() @ self.projection, dim=1)
-            cos = (emb * F.normalize(id_embeds.float(), dim=1)).sum(1)
-            parts["identity"] = (1.0 - cos).mean()
+            parts["identity"] = (1.0 - self.identity_cosine(out["identity"].float(), id_embeds.float())).mean()
         loss = sum((self.weights[k] * v for k, v in parts.items()), zero)
         return loss, {k: v.detach() for k, v in parts.items()}
+
+    def identity_cosine(self, features: torch.Tensor, id_embeds: torch.Tensor) -> torch.Tensor:
+        """(B,) cosine between measured standardised identity features and the ID conditions, in the
+        configured space."""
+        if self.identity_space == "observable":
+            measured = features * self.feature_weight
+            target = (id_embeds @ self.unprojection) * self.feature_weight
+            return (F.normalize(measured, dim=1) * F.normalize(target, dim=1)).sum(1)
+        emb = F.normalize(features @ self.projection, dim=1)
+        return (emb * F.normalize(id_embeds, dim=1)).sum(1)
 
 
 def _add_masked_mean(parts: dict[str, torch.Tensor], name: str, values: torch.Tensor, mask: torch.Tensor) -> None:

@@ -90,7 +90,7 @@ class Trainee(nn.Module):
         self.reward: ConsistencyReward | None = None
         if reward is not None:  # a RewardConfig
             self.reward = ConsistencyReward(reward.estimator, emotion=reward.emotion, pose=reward.pose,
-                                            identity=reward.identity)
+                                            identity=reward.identity, identity_space=reward.identity_space)
             self.reward_range = tuple(reward.timestep_range)
         self.latent_scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
         self.set_trainable()

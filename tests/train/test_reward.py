@@ -113,3 +113,74 @@ def test_train_cli_refuses_a_bad_reward_estimator_before_ray_starts(tmp_path, ti
         lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and name in lines[0] and "Traceback" not in run.stderr, run.stderr
         assert not (tmp_path / f"out_{name}").exists()
+
+
+def _estimator_without_reliability(folder) -> str:
+    """The shipped estimator's weights and info, minus identity_reliability (an estimator trained before it existed)."""
+    import json
+    import shutil
+
+    from facegen.synthface.estimator import INFO_FILE
+
+    shipped = shipped_weights_path()
+    bare = folder / shipped.name
+    shutil.copy(shipped, bare)
+    info = json.loads(shipped.with_name(INFO_FILE).read_text())
+    info.pop("identity_reliability")
+    bare.with_name(INFO_FILE).write_text(json.dumps(info))
+    return str(bare)
+
+
+def test_observable_identity_space_weights_the_features_a_face_shows(tmp_path):
+    """Identity cosine in the observable space: a target that differs from the measurement only in features
+    the estimator cannot read scores (near) 1 there but lower in the 512-d embedding; a target that differs
+    in the features it reads scores lower in both. Weights without identity_reliability are refused."""
+    import numpy as np
+
+    from facegen.synthface.params import embedding_projection
+    from facegen.train.reward import ConsistencyReward
+
+    weights = str(shipped_weights_path())
+    observable = ConsistencyReward(weights, emotion=0.0, pose=0.0, identity=1.0, identity_space="observable")
+    embedding = ConsistencyReward(weights, emotion=0.0, pose=0.0, identity=1.0)
+    reliability = observable.feature_weight ** 2
+    blind = reliability < 0.15
+    assert blind.any() and (~blind).any()
+
+    g = torch.Generator().manual_seed(3)
+    features = torch.randn(16, reliability.numel(), generator=g)
+    projection = torch.tensor(embedding_projection(), dtype=torch.float32)
+    unseen_change = features.clone()
+    unseen_change[:, blind] = torch.randn(16, int(blind.sum()), generator=g) * 3
+    seen_change = features.clone()
+    seen_change[:, ~blind] = torch.randn(16, int((~blind).sum()), generator=g)
+
+    def cos(reward, target_features):
+        return reward.identity_cosine(features, torch.nn.functional.normalize(target_features @ projection, dim=1))
+
+    assert cos(observable, features).min() > 0.999 and cos(embedding, features).min() > 0.999
+    assert cos(observable, unseen_change).mean() > cos(embedding, unseen_change).mean() + 0.2
+    assert cos(observable, unseen_change).mean() > cos(observable, seen_change).mean() + 0.3
+
+    with pytest.raises(ValueError, match="identity_reliability"):
+        ConsistencyReward(_estimator_without_reliability(tmp_path), emotion=0.0, pose=0.0, identity=1.0, identity_space="observable")
+
+
+def test_observable_identity_reward_trains_and_is_checked_at_the_edge(tmp_path, tiny_model_dir):
+    trainee = Trainee(load_components(tiny_model_dir), "joint", lambda_ad=0.0,
+                      reward=_reward(emotion=0.0, pose=0.0, identity_space="observable"))
+    batch = _inputs([[0, 0], [1, 1]])
+    out = trainee(batch, torch.Generator().manual_seed(0))
+    far = trainee(StepInputs(**{**batch.__dict__, "id_embeds": -batch.id_embeds}), torch.Generator().manual_seed(0))
+    assert far["reward_identity"] > out["reward_identity"]
+    (out["loss"] - out["diffusion_loss"]).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in trainee.named_parameters() if p.requires_grad)
+
+    (tmp_path / "data").mkdir()
+    bare = _estimator_without_reliability(tmp_path)
+    base = {"data": str(tmp_path / "data"), "model": str(tiny_model_dir), "output": str(tmp_path / "o"), "steps": 1,
+            "batch_size": 2, "reward": {"estimator": bare, "identity": 1.0, "identity_space": "observable"}}
+    with pytest.raises(FacegenError, match="identity_space"):
+        check_inputs(stage_config_from_dict(base, "joint"))
+    with pytest.raises(FacegenError, match="identity_space"):
+        stage_config_from_dict({**base, "reward": {"estimator": bare, "identity_space": "pixels"}}, "joint")
