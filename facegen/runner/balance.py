@@ -56,7 +56,7 @@ from facegen.runner.finalize import (
 from facegen.labels import GENERATED_SCHEMA
 from facegen.runner.bins import bin_summary
 from facegen.runner.generation import GenerationWorker
-from facegen.runner.rounds import ROUNDS_DIR, make_round_plan, round_plan_name, rows_per_round_shard
+from facegen.runner.rounds import ROUNDS_DIR, make_round_plan, round_plan_name, rows_per_round_shard, still_open
 from facegen.runner.run import RunSummary, run_plan, verified_finished
 from facegen.runner.task import ShardTask
 from facegen.runner.verification import VerifySettings, resolve_verify, verification_summary
@@ -380,17 +380,26 @@ def _run_round(
 def _round_plan(
     root: Location, manifest: Any, run: RunSummary, previous: range, round_: int, round0_shards: int, budget_left: int
 ) -> tuple[str, range, int]:
-    """(URL, shard range, rows) of round `round_`: the plan rows of the previous round's rejects, as many
-    as `budget_left` allows. Read back when an earlier run already wrote it (resume); else written now."""
+    """(URL, shard range, rows) of round `round_`: the plan rows whose latest image was rejected (the
+    previous round's rejects and those an earlier round's budget left out), as many as `budget_left`
+    allows. Read back when an earlier run already wrote it (resume); else written now. A round with no
+    rows is never written, so a raised budget finds it still to be planned."""
     rel = round_plan_name(round_)
     for name in root.list(ROUNDS_DIR):  # leftovers of a write that was killed
         if TEMP_MARK in name:
             root.remove(f"{ROUNDS_DIR}/{name}")
+    if root.exists(rel) and _plan_rows(root, rel) == 0:
+        root.remove(rel)  # an empty round (written by older versions when the budget ran out): plan it again
     if not root.exists(rel):
+        if budget_left <= 0:
+            return root.url_of(rel), range(previous.stop, previous.stop), 0
         from facegen.runner.finalize import collect_rejects
 
-        rejected = collect_rejects(root, {s: run.done[s] for s in previous}, GENERATED_SCHEMA)
-        limit = min(rejected.num_rows, max(0, budget_left))
+        earlier = {s: st for s, st in run.done.items() if s < previous.stop}
+        rejected = still_open(collect_rejects(root, earlier, GENERATED_SCHEMA), _latest_attempts(root, round_))
+        limit = min(rejected.num_rows, budget_left)
+        if limit == 0:
+            return root.url_of(rel), range(previous.stop, previous.stop), 0
         per_shard = rows_per_round_shard(limit, round0_shards, manifest.output.samples_per_shard, manifest.sampler.batch_size)
         table = make_round_plan(rejected, round_, seed=manifest.seed, first_shard=previous.stop, rows_per_shard=per_shard, limit=limit)
         root.makedirs(ROUNDS_DIR)
@@ -400,6 +409,22 @@ def _round_plan(
     if len(shard_col) == 0:
         return root.url_of(rel), range(previous.stop, previous.stop), 0
     return root.url_of(rel), range(int(shard_col.min()), int(shard_col.max()) + 1), len(shard_col)
+
+
+def _plan_rows(root: Location, rel: str) -> int:
+    with root.open(rel, "rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def _latest_attempts(root: Location, round_: int) -> dict[int, int]:
+    """Plan index -> the last round before `round_` that made it again (rows made only in round 0 absent)."""
+    latest: dict[int, int] = {}
+    for r in range(1, round_):
+        rel = round_plan_name(r)
+        if root.exists(rel):
+            with root.open(rel, "rb") as f:
+                latest.update(dict.fromkeys(pq.read_table(f, columns=["index"]).column("index").to_pylist(), r))
+    return latest
 
 
 def finalize(

@@ -2,7 +2,8 @@
 which keys, seeds and shards.
 
 Round 0 is the plan itself (`plan.parquet`, keys ``000000042``). Round r >= 1 remakes the plan rows whose
-round r-1 image was rejected, in plan-index order, as many as the budget allows:
+latest image was rejected (the previous round's rejects, and rejects an earlier round's budget left out,
+so a raised budget picks them up), in plan-index order, as many as the budget allows:
 
 * key ``000000042_r01`` (unique, sortable: a plan key, then its rounds in order; no dots),
 * seed ``sample_seeds(seed, index + r * ROUND_SEED_STRIDE)``: deterministic in (plan index, round) and
@@ -59,11 +60,22 @@ def rows_per_round_shard(rows: int, round0_shards: int, samples_per_shard: int, 
     return max(1, min(samples_per_shard, max(spread, batch_size)))
 
 
+def still_open(rejected: pa.Table, latest_attempt: dict[int, int]) -> pa.Table:
+    """The `rejected` rows that are their plan row's latest attempt (`latest_attempt`: plan index -> the
+    last round that made it; absent = round 0). A row accepted later, or made again later, drops out."""
+    if rejected.num_rows == 0:
+        return rejected
+    index = rejected.column("index").to_numpy()
+    made_in = rejected.column("round").to_numpy()
+    latest = np.fromiter((latest_attempt.get(int(i), 0) for i in index), dtype=np.int64, count=len(index))
+    return rejected.filter(pa.array(made_in == latest))
+
+
 def make_round_plan(
     rejected: pa.Table, round_: int, *, seed: int, first_shard: int, rows_per_shard: int, limit: int
 ) -> pa.Table:
     """Round `round_`'s rows (ROUND_PLAN_SCHEMA): the plan rows of the `rejected` generated rows (the
-    previous round's rejects), in plan-index order, at most `limit` of them, with new keys, seeds, shards."""
+    open rejects, `still_open`), in plan-index order, at most `limit` of them, with new keys, seeds, shards."""
     plan = generated_to_plan(rejected)
     plan = plan.take(pc.sort_indices(plan, [("index", "ascending")]))
     plan = plan.slice(0, max(0, limit))

@@ -109,3 +109,35 @@ def test_a_raised_budget_continues_the_rounds_a_lowered_one_is_refused(tmp_path)
     with pytest.raises(FacegenError, match="different manifest"):
         balance_in_process(manifest(3, seed=4), out)
     assert inspect_dataset(str(out)).ok  # refused runs changed nothing
+
+
+def test_rows_a_spent_budget_left_out_are_made_when_the_budget_is_raised(tmp_path):
+    """A budget that runs out mid-round leaves some rejects unscheduled; raising it (same --out) makes
+    those rows in the next round together with the last round's rejects, and no empty round is kept."""
+    from .conftest import balance_in_process
+
+    def manifest(max_rounds: int, factor: float) -> Path:
+        return write_manifest(tmp_path, per_identity=4, per_shard=2, controls="{id: 0.5, id+lmk: 0.5}", pose_deg=0.001,
+                              max_rounds=max_rounds, factor=factor)  # fmt: skip
+
+    out = tmp_path / "ds"
+    first = balance_in_process(manifest(4, 1.25), out)  # budget 10 images: 8 in round 0, 2 of the 4 rejects in round 1
+    v = first.summary["verification"]
+    assert [r["generated"] for r in v["per_round"]] == [8, 2] and v["shortfall"] == 4
+    assert sorted(p.name for p in (out / "rounds").iterdir()) == ["round_01.parquet"]  # no empty round 2 on disk
+
+    import pyarrow.parquet as pq
+
+    from facegen.runner.rounds import ROUND_PLAN_SCHEMA
+
+    pq.write_table(ROUND_PLAN_SCHEMA.empty_table(), out / "rounds" / "round_02.parquet")  # what older versions left
+
+    more = balance_in_process(manifest(4, 2.5), out)  # budget 20: round 2 = the 2 left out + round 1's 2 rejects
+    v = more.summary["verification"]
+    assert [r["generated"] for r in v["per_round"]] == [8, 2, 4, 4] and v["shortfall"] == 4
+    rejects = pd.read_parquet(out / "rejects.parquet")
+    made = rejects.groupby("index")["round"].apply(sorted).to_dict()
+    assert len(made) == 4 and sorted(map(tuple, made.values())) == [(0, 1, 2, 3)] * 2 + [(0, 2, 3)] * 2
+    keys = pd.read_parquet(out / "labels.parquet")["key"].tolist() + rejects["key"].tolist()
+    assert len(keys) == len(set(keys)) == 18
+    assert inspect_dataset(str(out)).ok
