@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # Ray must not re-launch workers via uv
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Ray Train's controller polls its workers this often (Ray's default: every 2 s); a run's end is only
+# noticed at the next poll, which adds seconds to every few-step training run the suite makes.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 # Hermetic preset cache (`model: tiny` builds into $FACEGEN_CACHE): never reuse or touch ~/.cache.
 os.environ["FACEGEN_CACHE"] = tempfile.mkdtemp(prefix="facegen-test-cache-")
 

@@ -5,14 +5,14 @@ Train job, on 48 renders. The full build runs the same commands with more data a
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 
+from facegen.cli.main import main
 from facegen.synthface.estimator import shipped_weights_path
 
 pytestmark = pytest.mark.slow
@@ -20,9 +20,17 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
-def facegen(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "facegen.cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+@pytest.fixture
+def facegen(ray_local, capsys):
+    """`facegen ARGS...` through the CLI's own entry point, in this process: every command joins the session's
+    local Ray (the policy for an initialised Ray) instead of starting and stopping one of its own, which was
+    most of this smoke's time. Returns the exit code and what the command wrote to stderr."""
+
+    def run(*args: str) -> SimpleNamespace:
+        code = main(list(args))
+        return SimpleNamespace(returncode=code, stderr=capsys.readouterr().err)
+
+    return run
 
 
 def stage_config(tmp: Path, name: str, **changes) -> Path:
@@ -36,11 +44,10 @@ def stage_config(tmp: Path, name: str, **changes) -> Path:
     return path
 
 
-def test_recipe_runs_end_to_end_on_a_few_steps(tmp_path):
-    ok = facegen("synthface", "render", "--n", "48", "--identities", "8", "--workers", "0", "--out", str(tmp_path / "data"),
-                 cwd=tmp_path)
+def test_recipe_runs_end_to_end_on_a_few_steps(facegen, tmp_path):
+    ok = facegen("synthface", "render", "--n", "48", "--identities", "8", "--workers", "0", "--out", str(tmp_path / "data"))
     assert ok.returncode == 0, ok.stderr
-    ok = facegen("synthface", "init-model", "--out", str(tmp_path / "init"), cwd=tmp_path)
+    ok = facegen("synthface", "init-model", "--out", str(tmp_path / "init"))
     assert ok.returncode == 0, ok.stderr
     stages = [
         ("vae", "vae", {"model": str(tmp_path / "init"), "output": str(tmp_path / "vae")}),
@@ -52,7 +59,7 @@ def test_recipe_runs_end_to_end_on_a_few_steps(tmp_path):
                             "init_emotion": str(tmp_path / "emo" / "model")}),
     ]
     for stage, name, changes in stages:
-        run = facegen("train", stage, "--config", str(stage_config(tmp_path, name, **changes)), cwd=tmp_path)
+        run = facegen("train", stage, "--config", str(stage_config(tmp_path, name, **changes)))
         assert run.returncode == 0, f"{stage}: {run.stderr[-2000:]}"
         rows = [json.loads(line) for line in (Path(changes["output"]) / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows] == [1, 2]
@@ -70,7 +77,7 @@ def test_recipe_runs_end_to_end_on_a_few_steps(tmp_path):
         tmp_path, "vae", model=str(tmp_path / "joint" / "model"), output=str(tmp_path / "decoder"),
         train_encoder=False, reconstruction_loss="l1", decoder={"block_out_channels": [32, 64, 64], "layers_per_block": 1},
     )
-    run = facegen("train", "vae", "--config", str(decoder_cfg), cwd=tmp_path)
+    run = facegen("train", "vae", "--config", str(decoder_cfg))
     assert run.returncode == 0, run.stderr[-2000:]
     before, after = load_components(tmp_path / "joint" / "model"), load_components(tmp_path / "decoder" / "model")
     assert type(after.vae).__name__ == "AsymmetricAutoencoderKL"
@@ -85,15 +92,14 @@ def _reward_section() -> dict:
     return yaml.safe_load((REPO / "training" / "synthface" / "pixel" / "reward.yaml").read_text())["reward"]
 
 
-def test_pixel_space_recipe_runs_end_to_end_and_generates(tmp_path):
+def test_pixel_space_recipe_runs_end_to_end_and_generates(facegen, tmp_path):
     """The `--autoencoder resample2` variant: no KL autoencoder to train (latents are 32x32x3 pixels);
     base, then the decoder refiner alone (`train vae` with `train_encoder: false`); the latent scale and
     the UNet stay put, and the result generates 64-px images; then the joint stage with the consistency reward
     (round 3). (The other control stages do not depend on the autoencoder; the test above runs them.)"""
-    ok = facegen("synthface", "render", "--n", "48", "--identities", "8", "--workers", "0", "--out", str(tmp_path / "data"),
-                 cwd=tmp_path)
+    ok = facegen("synthface", "render", "--n", "48", "--identities", "8", "--workers", "0", "--out", str(tmp_path / "data"))
     assert ok.returncode == 0, ok.stderr
-    ok = facegen("synthface", "init-model", "--autoencoder", "resample2", "--out", str(tmp_path / "init"), cwd=tmp_path)
+    ok = facegen("synthface", "init-model", "--autoencoder", "resample2", "--out", str(tmp_path / "init"))
     assert ok.returncode == 0, ok.stderr
     stages = [
         ("base", "base", {"model": str(tmp_path / "init"), "output": str(tmp_path / "base")}),
@@ -104,7 +110,7 @@ def test_pixel_space_recipe_runs_end_to_end_and_generates(tmp_path):
                                    "reward": {**_reward_section(), "estimator": str(shipped_weights_path())}}),
     ]
     for stage, name, changes in stages:
-        run = facegen("train", stage, "--config", str(stage_config(tmp_path, name, **changes)), cwd=tmp_path)
+        run = facegen("train", stage, "--config", str(stage_config(tmp_path, name, **changes)))
         assert run.returncode == 0, f"{stage}: {run.stderr[-2000:]}"
     rows = [json.loads(line) for line in (tmp_path / "reward" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["reward_loss"] > 0 for r in rows), rows
@@ -134,7 +140,7 @@ def test_pixel_space_recipe_runs_end_to_end_and_generates(tmp_path):
     raw["sampler"].update(steps=2, batch_size=4)
     raw["output"]["samples_per_shard"] = 4
     manifest.write_text(yaml.safe_dump(raw))
-    run = facegen("balance", "--manifest", str(manifest), "--out", str(out), cwd=tmp_path)
+    run = facegen("balance", "--manifest", str(manifest), "--out", str(out))
     assert run.returncode == 0, run.stderr[-2000:]
     import pyarrow.parquet as pq
 
