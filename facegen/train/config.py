@@ -117,7 +117,10 @@ class StageConfig(_Strict):
     )
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(1e-4, gt=0, description="control modules and their K/V")
-    encoder_lr: float = Field(1e-5, ge=0, description="joint stage: CLIP identity encoder")
+    encoder_lr: float = Field(
+        1e-5, ge=0, description="base / joint stage: CLIP identity encoder; 0 freezes it (no gradient, kept as the "
+        "input model's)",
+    )
     weight_decay: float = Field(1e-2, ge=0)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     max_grad_norm: float | None = Field(1.0, gt=0)

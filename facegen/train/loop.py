@@ -204,6 +204,7 @@ class StageModel:
             x0_weight_cap=cfg.x0_weight_cap, background_weight=cfg.background_weight,
             timestep_range=cfg.timestep_range, train_encoder=cfg.train_encoder,
             reconstruction_loss=cfg.reconstruction_loss, reward=cfg.reward,
+            train_identity_encoder=cfg.encoder_lr > 0,
         )
         self.state = self._restore_weights(cfg, ckpt_dir)
         self.trainee.to(session.device)

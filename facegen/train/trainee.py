@@ -65,6 +65,7 @@ class Trainee(nn.Module):
         train_encoder: bool = True,
         reconstruction_loss: str = "mse",
         reward=None,
+        train_identity_encoder: bool = True,
     ) -> None:
         super().__init__()
         # Control modules first: their parameters are reached through the UNet's processors too.
@@ -84,6 +85,7 @@ class Trainee(nn.Module):
         self.background_weight = background_weight
         self.timestep_range = timestep_range
         self.train_encoder = train_encoder
+        self.train_identity_encoder = train_identity_encoder
         self.reconstruction_loss = reconstruction_loss
         self.noise_scheduler = DDPMScheduler.from_config(components.scheduler_config)
         self.reward_range = (0.0, 1.0)
@@ -116,6 +118,9 @@ class Trainee(nn.Module):
         for name in ("landmark", "emotion"):
             if name not in TRAINABLE_PARTS[self.stage]:
                 getattr(self, name).requires_grad_(False)
+        if not self.train_identity_encoder:  # `encoder_lr: 0`: the encoder stays the input model's, bit for bit
+            self.identity_encoder.requires_grad_(False)
+            self.identity_encoder.eval()
         if self.spec.objective == "autoencoder":
             frozen = [] if self.train_encoder else list(ENCODER_PARTS)
             if getattr(self.vae.decoder, "condition_encoder", None) is not None:
@@ -265,7 +270,7 @@ class Trainee(nn.Module):
 
     def identity_context(self, batch: StepInputs, generator: torch.Generator) -> torch.Tensor:
         """The ID context per sample; with condition dropout some become the (live, trained) empty prompt."""
-        train_id = self.spec.trains_identity_encoder
+        train_id = self.spec.trains_identity_encoder and self.train_identity_encoder
         with torch.set_grad_enabled(train_id and torch.is_grad_enabled()):
             context = self.identity_encoder(batch.id_embeds)
             if self.spec.condition_dropout and self.uncond_prob > 0:

@@ -88,7 +88,9 @@ def export_model(
     components = load_components(cfg.model, device="cpu")
     load_init_modules(components, cfg)
     apply_decoder(components, cfg)
-    trainee = Trainee(components, cfg.stage, cfg.lambda_ad, train_encoder=cfg.train_encoder)
+    trainee = Trainee(
+        components, cfg.stage, cfg.lambda_ad, train_encoder=cfg.train_encoder, train_identity_encoder=cfg.encoder_lr > 0
+    )
     ema = load_ema(Path(checkpoint_dir)) if use_ema else None
     weights = ema if ema is not None else load_weights(Path(checkpoint_dir))
     result = trainee.load_state_dict(weights, strict=False)

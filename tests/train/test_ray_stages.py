@@ -189,6 +189,26 @@ def test_killed_joint_run_resumes_from_its_checkpoint(tiny_model_dir, extracted_
     assert rows[-1]["cursor"] == 40 * cfg.items_per_batch
 
 
+def test_joint_with_encoder_lr_zero_keeps_the_input_identity_encoder(stage_runs, tiny_model_dir, extracted_dir, tmp_path):
+    """`encoder_lr: 0` freezes the CLIP ID encoder: the export's text_encoder/ is the input model's, byte for
+    byte, while the control modules train; with `encoder_lr > 0` (the fixture's joint run) the encoder moves."""
+    def files(model_dir):
+        return {p.name: p.read_bytes() for p in (Path(model_dir) / "text_encoder").iterdir()}
+
+    raw = tiny_config("joint", extracted_dir, tiny_model_dir, tmp_path / "joint", steps=2, checkpoint_every=1,
+                      encoder_lr=0.0, mixed={"replicas": 4})
+    cfg = stage_config_from_dict(raw, "joint")
+    frozen = run_stage(cfg).model_dir
+    kept = files(tiny_model_dir)  # the tiny model has no stored unconditional context; the stage captures it
+    assert {k: v for k, v in files(frozen).items() if k in kept} == kept
+    assert files(stage_runs["joint"][1].model_dir)["model.safetensors"] != files(tiny_model_dir)["model.safetensors"]
+    from safetensors.torch import load_file
+
+    before = load_file(str(Path(tiny_model_dir) / "landmark" / "diffusion_pytorch_model.safetensors"))
+    after = load_file(str(Path(frozen) / "landmark" / "diffusion_pytorch_model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
 def test_trainer_without_a_dashboard_has_no_placement_group_cleaner(tiny_model_dir, extracted_dir, ray_local, tmp_path):
     # Without a dashboard the cleaner polls a state API that is not there (a warning a second) or another
     # Ray instance's, where it takes the healthy controller for dead and removes the run's placement group.

@@ -74,6 +74,21 @@ def test_ad_loss_gradient_reaches_only_trainable_parts(tiny_model_dir):
         assert params[f"emotion.kv.{i}.to_k.weight"].grad.abs().sum() > 0
 
 
+def test_joint_with_a_frozen_identity_encoder_trains_only_the_control_modules(tiny_model_dir):
+    """`encoder_lr: 0` (train_identity_encoder=False): no gradient and no checkpoint entry for the encoder."""
+    components = load_components(tiny_model_dir)
+    trainee = Trainee(components, "joint", lambda_ad=1.0, train_identity_encoder=False)
+    trainable = {n for n, p in trainee.named_parameters() if p.requires_grad}
+    expected = _expected_names(components, "joint")
+    assert trainable == {n for n in expected if not n.startswith("identity_encoder.")}
+    assert set(trainee.trainable_state_dict()) == trainable
+    out = trainee(_joint_inputs(), torch.Generator().manual_seed(0))
+    out["loss"].backward()
+    touched = {n.split(".")[0] for n, p in trainee.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert touched == {"landmark", "emotion"}
+    assert not trainee.identity_encoder.training
+
+
 def test_pretrain_stages_switch_only_their_branch(tiny_model_dir):
     components = load_components(tiny_model_dir)
     inputs = _joint_inputs()
