@@ -35,7 +35,8 @@ synthface-model: $(STAMP)
 
 # Rebuild the shipped synthface preset: the pixel-space recipe (training/synthface/pixel/: fixed 2x resampling
 # autoencoder, 32x32x3 latents; refiner, base, pretrain-lmk beside pretrain-emo, joint, round 2, then round 3's
-# reward estimator and consistency-reward joint stages; ~4.7 h on 2 cores; resumable), then `synthface ship`.
+# reward estimator and consistency-reward joint stages, rounds 4-8 of them (round 8 on the base's own, frozen ID
+# encoder); ~6.5 h on 2 cores; resumable), then `synthface ship` of round 8.
 # The shipped measuring estimator is synthface-estimator's. CI never runs it.
 synthface-pixel: $(STAMP)
 	scripts/build_synthface_pixel.sh $(VENV)/bin/facegen

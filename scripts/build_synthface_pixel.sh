@@ -3,7 +3,8 @@
 # an untrained model with the fixed 2x resampling autoencoder (32x32x3 pixel latents), then the decoder
 # refiner, the base model, the two control modules side by side (one core each) and the joint stage, then
 # round 2 (more base training, the joint stage again), then round 3 (a reward estimator, the joint stage with
-# the consistency reward) and `synthface ship` (the package's preset). ~4.7 h on 2 cores.
+# the consistency reward), rounds 4-8 (more reward stages; round 8 puts the control modules back on the base's
+# own, frozen ID encoder) and `synthface ship` (the package's preset). ~6.5 h on 2 cores.
 # Everything goes to runs/synthface/ (git-ignored); every step resumes when re-run.
 # Usage: scripts/build_synthface_pixel.sh [FACEGEN]   (default .venv/bin/facegen)
 set -euo pipefail
@@ -35,6 +36,11 @@ $FACEGEN synthface train-estimator --train "$R/data/reward_train" --heldout "$R/
 $FACEGEN train joint --config $P/reward.yaml
 $FACEGEN train joint --config $P/reward2.yaml
 $FACEGEN train joint --config $P/reward3.yaml
-# The shipped preset: round 3's model, fp16, with the stochastic sampler as its own.
-$FACEGEN synthface ship --model "$R/pixel/reward3/model" --configs $P --scheduler dpmpp-sde \
+# Rounds 4-7 (reward4.yaml .. reward7.yaml): the reward stage continued, the identity term in the observable
+# space, then the pose term 4x at high noise (t in [0.3, 0.9]).
+for round in 4 5 6 7; do $FACEGEN train joint --config $P/reward$round.yaml; done
+# Round 8 (reward8.yaml): round 7's control modules on round 2's base with the base's own ID encoder, frozen.
+$FACEGEN train joint --config $P/reward8.yaml
+# The shipped preset: round 8's model, fp16, with the stochastic sampler as its own.
+$FACEGEN synthface ship --model "$R/pixel/reward8/model" --configs $P --scheduler dpmpp-sde \
   --command "make synthface-pixel (scripts/build_synthface_pixel.sh)"

@@ -50,7 +50,7 @@ def generated(tmp_path_factory):
 
 def test_preset_follows_target_yaw_and_emotion(generated):
     """Issue 10's fast check: 32 id+lmk+emo samples at 12 steps; measured yaw follows the target yaw and the
-    measured emotion class is the asked one in >= 60% (the pixel-space preset, round 3)."""
+    measured emotion class is the asked one in >= 60% (the pixel-space preset, round 8)."""
     out, result = generated
     table = pq.read_table(result.table_path)
     assert table.num_rows == 32
